@@ -1,0 +1,16 @@
+//! Pieces every hualu service shares.
+//!
+//! - [`config`]: the one TOML config, with defaults, environment and command-line overrides, and validation
+//!   whose errors name the offending key.
+//! - [`rest`]: TURN REST API credentials (`username = expiry:user`,
+//!   `password = base64(HMAC-SHA1(secret, username))`), shared by signaling and the TURN relay, and compatible
+//!   with coturn's `use-auth-secret`.
+//! - [`telemetry`]: the `tracing` subscriber.
+//! - [`http`]: the Prometheus metrics endpoint and the health checks, on one HTTP port.
+//! - [`clock`]: wall-clock helpers for drivers (cores take time as an argument and never read a clock).
+
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod rest;
+pub mod telemetry;

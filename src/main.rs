@@ -1,0 +1,3 @@
+//! `hualu`: the media server's one binary.
+
+fn main() {}

@@ -1,0 +1,298 @@
+//! The sans-IO TURN core: messages, authentication, allocations, permissions, channels and timers.
+//!
+//! A [`Server`] owns the allocations of one shard. It never reads a clock, opens a socket or spawns; its driver
+//! hands it input with the current time and carries out what it returns.
+//!
+//! The drain rule, as in str0m and quinn: after any `handle_*` call, the driver sends what the call returned,
+//! then drains [`Server::poll_transmit`] until it returns `None`, and sleeps at most until
+//! [`Server::poll_timeout`], when it calls [`Server::handle_timeout`].
+//!
+//! ```no_run
+//! # use hualu_turn::core::*;
+//! # fn recv() -> (ClientAddr, Vec<u8>) { unimplemented!() }
+//! # fn send_to_peer(_: RelayHandle, _: std::net::SocketAddr, _: &[u8]) {}
+//! # fn send_to_client(_: Transmit) {}
+//! # fn run(mut server: Server, relays: &mut impl RelaySockets) {
+//! loop {
+//!     let (from, datagram) = recv();
+//!     let now = std::time::Instant::now();
+//!     if let Some(out) = server.handle_client(from, &datagram, now, relays) {
+//!         send_to_peer(out.relay, out.peer, out.payload);
+//!     }
+//!     while let Some(t) = server.poll_transmit() {
+//!         send_to_client(t);
+//!     }
+//!     if server.poll_timeout() <= now {
+//!         server.handle_timeout(now, relays);
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! Hot paths: ChannelData from a client ([`Server::handle_client`]) and any datagram from a peer
+//! ([`Server::handle_peer`]) do a few hash lookups on `&mut self`, write at most a 4-byte header in place, and
+//! allocate nothing.
+
+mod allocation;
+pub mod auth;
+mod limit;
+pub mod policy;
+mod ports;
+mod reply;
+mod request;
+mod shared;
+mod stats;
+mod types;
+
+pub use auth::Authenticator;
+pub use policy::PeerPolicy;
+pub use shared::{CoreConfig, Shared};
+pub use stats::{AllocateResult, Stats};
+pub use types::{AllocationId, ClientAddr, Framed, RelayHandle, ToClient, ToPeer, Transmit, Transport};
+
+use allocation::Allocation;
+use ahash::HashMap;
+use limit::SourceLimiter;
+use ports::PortPool;
+use rand::{rngs::StdRng, SeedableRng};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes a driver must leave free before a peer's payload so ChannelData can be framed in place.
+pub const HEADROOM: usize = 4;
+/// How often lapsed allocations, permissions, channels and reservations are swept.
+const SWEEP: Duration = Duration::from_secs(1);
+/// How long an EVEN-PORT reservation is held (RFC 8656 §7.2: 30 s).
+const RESERVATION: Duration = Duration::from_secs(30);
+
+/// What the driver does with relay sockets. The core picks the address; the driver binds it.
+pub trait RelaySockets {
+    /// Binds a UDP relay socket on `addr`.
+    fn open(&mut self, addr: SocketAddr) -> std::io::Result<RelayHandle>;
+    /// Closes a relay socket.
+    fn close(&mut self, relay: RelayHandle);
+}
+
+/// A port held back for a later Allocate with RESERVATION-TOKEN.
+#[derive(Debug)]
+struct Reservation {
+    relay: RelayHandle,
+    addr: SocketAddr,
+    expires: Instant,
+}
+
+/// The TURN server core of one shard.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    ports4: PortPool,
+    ports6: PortPool,
+    allocations: HashMap<RelayHandle, Allocation>,
+    by_client: HashMap<ClientAddr, RelayHandle>,
+    reservations: HashMap<u64, Reservation>,
+    limiter: SourceLimiter,
+    transmits: VecDeque<Transmit>,
+    scratch: Vec<u8>,
+    rng: StdRng,
+    next_id: u64,
+    epoch: (Instant, u64),
+    next_sweep: Instant,
+    stats: Stats,
+}
+
+impl Server {
+    /// Shard `index` of `count`. `now` and `unix_now` pin the core's wall clock: REST expiry and nonces are
+    /// judged at `unix_now + (later_now - now)`.
+    pub fn new(shared: Arc<Shared>, index: usize, count: usize, seed: u64, now: Instant, unix_now: u64) -> Self {
+        let c = &shared.config;
+        let (min, max) = (c.min_port, c.max_port);
+        let limiter = SourceLimiter::new(c.unauth_rate_per_sec, c.unauth_burst);
+        Self {
+            ports4: PortPool::for_shard(min, max, index, count),
+            ports6: PortPool::for_shard(min, max, index, count),
+            allocations: HashMap::default(),
+            by_client: HashMap::default(),
+            reservations: HashMap::default(),
+            limiter,
+            transmits: VecDeque::new(),
+            scratch: vec![0; 65_600],
+            rng: StdRng::seed_from_u64(seed ^ index as u64),
+            next_id: (index as u64) << 48,
+            epoch: (now, unix_now),
+            next_sweep: now + SWEEP,
+            stats: Stats::default(),
+            shared,
+        }
+    }
+
+    /// A datagram (UDP) or a whole frame (TCP, TLS) from a client. Returns a payload to relay to a peer.
+    pub fn handle_client<'a>(
+        &mut self,
+        from: ClientAddr,
+        data: &'a [u8],
+        now: Instant,
+        relays: &mut impl RelaySockets,
+    ) -> Option<ToPeer<'a>> {
+        match data.first()? >> 6 {
+            0b01 => self.channel_data(from, data, now),
+            0b00 => self.stun(from, data, now, relays),
+            _ => {
+                tracing::trace!(%from, "neither STUN nor ChannelData");
+                None
+            }
+        }
+    }
+
+    /// A datagram from `peer` on a relay socket. `buf[HEADROOM..HEADROOM + len]` holds the payload; the
+    /// headroom lets ChannelData be framed in place.
+    pub fn handle_peer(
+        &mut self,
+        relay: RelayHandle,
+        peer: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+        now: Instant,
+    ) -> Option<ToClient> {
+        let alloc = self.allocations.get_mut(&relay)?;
+        let peer = SocketAddr::new(policy::normalise(peer.ip()), peer.port());
+        if !alloc.permits(peer.ip(), now) {
+            self.stats.dropped_no_permission += 1;
+            return None;
+        }
+        if !alloc.budget.spend(len, now) {
+            self.stats.dropped_bandwidth += 1;
+            return None;
+        }
+        let to = alloc.client;
+        self.stats.relayed(to.transport, false, len);
+        let payload = HEADROOM..HEADROOM + len;
+        let framed = match alloc.channel_of_peer.get(&peer) {
+            Some(&number) => Framed::InPlace(frame_channel_data(buf, number, len, to.transport.is_stream())),
+            None => Framed::Scratch(reply::data_indication(&mut self.scratch, peer, &buf[payload])?),
+        };
+        Some(ToClient { to, framed })
+    }
+
+    /// The first `len` bytes of the scratch buffer, where [`Framed::Scratch`] output lives.
+    pub fn scratch(&self, len: usize) -> &[u8] {
+        &self.scratch[..len]
+    }
+
+    /// The next control message for a client.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When [`Server::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_sweep
+    }
+
+    /// Expires allocations, permissions, channels and reservations.
+    pub fn handle_timeout(&mut self, now: Instant, relays: &mut impl RelaySockets) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP;
+        let lapsed: Vec<RelayHandle> = self
+            .allocations
+            .iter_mut()
+            .filter_map(|(h, a)| {
+                a.expire(now);
+                (a.expires <= now).then_some(*h)
+            })
+            .collect();
+        for h in lapsed {
+            self.remove_allocation(h, "expired", relays);
+        }
+        let stale: Vec<u64> = self.reservations.iter().filter(|(_, r)| r.expires <= now).map(|(t, _)| *t).collect();
+        for token in stale {
+            if let Some(r) = self.reservations.remove(&token) {
+                self.release(r.relay, r.addr, relays);
+            }
+        }
+    }
+
+    /// A stream client went away: its allocation goes with it (RFC 8656 §3.1).
+    pub fn client_closed(&mut self, client: ClientAddr, relays: &mut impl RelaySockets) {
+        if let Some(&h) = self.by_client.get(&client) {
+            self.remove_allocation(h, "connection closed", relays);
+        }
+    }
+
+    /// Releases every allocation, for shutdown.
+    pub fn close_all(&mut self, relays: &mut impl RelaySockets) {
+        let all: Vec<RelayHandle> = self.allocations.keys().copied().collect();
+        for h in all {
+            self.remove_allocation(h, "server stopping", relays);
+        }
+        let tokens: Vec<u64> = self.reservations.keys().copied().collect();
+        for t in tokens {
+            if let Some(r) = self.reservations.remove(&t) {
+                self.release(r.relay, r.addr, relays);
+            }
+        }
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Allocations on this shard.
+    pub fn allocation_count(&self) -> usize {
+        self.allocations.len()
+    }
+
+    fn channel_data<'a>(&mut self, from: ClientAddr, data: &'a [u8], now: Instant) -> Option<ToPeer<'a>> {
+        let relay = *self.by_client.get(&from)?;
+        let alloc = self.allocations.get_mut(&relay)?;
+        let (number, len) = (u16::from_be_bytes([data[0], data[1]]), usize::from(data.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]))?));
+        let payload = data.get(4..4 + len)?;
+        let channel = alloc.channels.get(&number).filter(|c| c.expires > now)?;
+        let peer = channel.peer;
+        if !alloc.permits(peer.ip(), now) {
+            self.stats.dropped_no_permission += 1;
+            return None;
+        }
+        if !alloc.budget.spend(len, now) {
+            self.stats.dropped_bandwidth += 1;
+            return None;
+        }
+        self.stats.relayed(from.transport, true, len);
+        Some(ToPeer { relay, peer, payload })
+    }
+
+    fn unix(&self, now: Instant) -> u64 {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
+    }
+
+    fn remove_allocation(&mut self, relay: RelayHandle, why: &'static str, relays: &mut impl RelaySockets) {
+        let Some(a) = self.allocations.remove(&relay) else { return };
+        self.by_client.remove(&a.client);
+        self.shared.release_quota(&a.quota_user);
+        tracing::debug!(allocation = %a.id, user = %a.quota_user, why, "allocation removed");
+        self.release(a.relay, a.local, relays);
+    }
+
+    fn release(&mut self, relay: RelayHandle, local: SocketAddr, relays: &mut impl RelaySockets) {
+        relays.close(relay);
+        let pool = if local.is_ipv4() { &mut self.ports4 } else { &mut self.ports6 };
+        pool.give_back(local.port());
+    }
+}
+
+/// Writes the ChannelData header into the headroom before the payload; pads to 4 bytes on streams.
+fn frame_channel_data(buf: &mut [u8], number: u16, len: usize, stream: bool) -> std::ops::Range<usize> {
+    buf[0..2].copy_from_slice(&number.to_be_bytes());
+    buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    let mut end = HEADROOM + len;
+    if stream {
+        let padded = (end + 3) & !3;
+        buf[end..padded].fill(0);
+        end = padded;
+    }
+    0..end
+}
