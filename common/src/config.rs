@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// The whole config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Development mode: generated credentials and a self-signed TLS certificate when none are configured.
@@ -141,17 +141,6 @@ pub struct QuotaConfig {
     pub max_allocations_per_user: u32,
     /// Relayed bytes per second per allocation, both directions together; 0 means no cap.
     pub bandwidth_bytes_per_sec: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            dev: false,
-            log: LogConfig::default(),
-            metrics: MetricsConfig::default(),
-            turn: TurnConfig::default(),
-        }
-    }
 }
 
 impl Default for LogConfig {
@@ -292,7 +281,10 @@ impl TurnConfig {
         self.validate_lifetimes()?;
         self.validate_credentials()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(invalid("turn.tls_key", "turn.tls_cert and turn.tls_key go together".into()));
+            return Err(invalid(
+                "turn.tls_key",
+                "turn.tls_cert and turn.tls_key go together".into(),
+            ));
         }
         if self.socket_buffer_bytes < 65_536 {
             return Err(invalid("turn.socket_buffer_bytes", "must be at least 65536".into()));
@@ -325,10 +317,16 @@ impl TurnConfig {
 
     fn validate_credentials(&self) -> Result<(), ConfigError> {
         if let Some((name, _)) = self.users.iter().find(|(n, p)| n.is_empty() || p.is_empty()) {
-            return Err(invalid("turn.users", format!("user {name:?} needs a non-empty name and password")));
+            return Err(invalid(
+                "turn.users",
+                format!("user {name:?} needs a non-empty name and password"),
+            ));
         }
         if self.rest_secrets.iter().any(|s| s.len() < 16) {
-            return Err(invalid("turn.rest_secrets", "each secret must be at least 16 characters".into()));
+            return Err(invalid(
+                "turn.rest_secrets",
+                "each secret must be at least 16 characters".into(),
+            ));
         }
         Ok(())
     }
@@ -371,8 +369,7 @@ mod tests {
 
     #[test]
     fn set_overrides_and_types_values() {
-        let c = Config::load(None, &["turn.udp_port=4000".into(), "turn.realm=example.org".into()])
-            .expect("loads");
+        let c = Config::load(None, &["turn.udp_port=4000".into(), "turn.realm=example.org".into()]).expect("loads");
         assert_eq!(c.turn.udp_port, 4000);
         assert_eq!(c.turn.realm, "example.org");
     }
@@ -397,8 +394,8 @@ mod tests {
 
     #[test]
     fn port_range_rule_names_the_key() {
-        let err = Config::load(None, &["turn.min_port=60000".into(), "turn.max_port=50000".into()])
-            .expect_err("must fail");
+        let err =
+            Config::load(None, &["turn.min_port=60000".into(), "turn.max_port=50000".into()]).expect_err("must fail");
         assert!(err.to_string().contains("turn.min_port"), "{err}");
     }
 

@@ -13,10 +13,21 @@ use std::time::Duration;
 /// Readiness shared between the service and its HTTP endpoint.
 #[derive(Debug, Default)]
 pub struct Health {
+    ready: AtomicBool,
     draining: AtomicBool,
 }
 
 impl Health {
+    /// Marks the process as ready: its listeners are bound.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `/readyz` answers 200: ready and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.is_draining()
+    }
+
     /// Marks the process as draining: `/readyz` answers 503 from now on.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
@@ -32,7 +43,7 @@ impl Health {
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// The listen address could not be bound.
-    #[error("metrics.listen: cannot bind {addr}: {source}")]
+    #[error("metrics.listen: cannot bind {addr}")]
     Bind {
         /// The configured address.
         addr: SocketAddr,
@@ -88,7 +99,10 @@ async fn run(listener: std::net::TcpListener, handle: PrometheusHandle, health: 
         }
     });
     let app = Router::new()
-        .route("/metrics", get(|State((h, _)): State<AppState>| async move { h.render() }))
+        .route(
+            "/metrics",
+            get(|State((h, _)): State<AppState>| async move { h.render() }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state((handle, health));
@@ -106,7 +120,9 @@ type AppState = (PrometheusHandle, Arc<Health>);
 async fn ready(State((_, health)): State<AppState>) -> (StatusCode, &'static str) {
     if health.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-    } else {
+    } else if health.is_ready() {
         (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
 }

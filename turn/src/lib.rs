@@ -19,5 +19,6 @@ pub mod core;
 pub mod driver;
 mod setup;
 
+pub use driver::Relay;
 
 pub use setup::{authenticator, core_config, SetupError};

@@ -8,7 +8,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// A listener or the TLS certificate could not be set up.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// Which key or resource.
         what: String,

@@ -198,7 +198,10 @@ mod tests {
         assert!(n.starts_with("obMatJos2"));
         assert_eq!(a.check_nonce(&n, ip, 1000), NonceCheck::Fresh);
         assert_eq!(a.check_nonce(&n, ip, 1601), NonceCheck::Stale);
-        assert_eq!(a.check_nonce(&n, "192.0.2.2".parse().expect("ip"), 1000), NonceCheck::Invalid);
+        assert_eq!(
+            a.check_nonce(&n, "192.0.2.2".parse().expect("ip"), 1000),
+            NonceCheck::Invalid
+        );
     }
 
     #[test]
@@ -219,9 +222,18 @@ mod tests {
         let a = auth();
         let keys = a.keys("2000:bob", IntegrityAlgorithm::Sha1, 1000).expect("keys");
         assert_eq!(keys.len(), 2);
-        assert_eq!(a.keys("900:bob", IntegrityAlgorithm::Sha1, 1000).err(), Some(CredentialError::Expired));
-        assert_eq!(a.keys("mallory", IntegrityAlgorithm::Sha1, 1000).err(), Some(CredentialError::UnknownUser));
-        assert_eq!(a.keys("alice", IntegrityAlgorithm::Sha1, 1000).expect("static").len(), 1);
+        assert_eq!(
+            a.keys("900:bob", IntegrityAlgorithm::Sha1, 1000).err(),
+            Some(CredentialError::Expired)
+        );
+        assert_eq!(
+            a.keys("mallory", IntegrityAlgorithm::Sha1, 1000).err(),
+            Some(CredentialError::UnknownUser)
+        );
+        assert_eq!(
+            a.keys("alice", IntegrityAlgorithm::Sha1, 1000).expect("static").len(),
+            1
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl SourceLimiter {
     }
 
     /// Tracked source IPs.
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.buckets.len()
     }
@@ -75,7 +76,11 @@ pub struct ByteBucket {
 impl ByteBucket {
     /// One second of `rate` bytes may burst.
     pub fn new(rate: u64, now: Instant) -> Self {
-        Self { rate, tokens: rate, at: now }
+        Self {
+            rate,
+            tokens: rate,
+            at: now,
+        }
     }
 
     /// Spends `len` bytes; false means drop the packet.

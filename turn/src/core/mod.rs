@@ -44,16 +44,18 @@ mod shared;
 mod stats;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
 pub use auth::Authenticator;
 pub use policy::PeerPolicy;
 pub use shared::{CoreConfig, Shared};
 pub use stats::{AllocateResult, Stats};
 pub use types::{AllocationId, ClientAddr, Framed, RelayHandle, ToClient, ToPeer, Transmit, Transport};
 
-use allocation::Allocation;
 use ahash::HashMap;
+use allocation::Allocation;
 use limit::SourceLimiter;
-use ports::PortPool;
 use rand::{rngs::StdRng, SeedableRng};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -75,23 +77,12 @@ pub trait RelaySockets {
     fn close(&mut self, relay: RelayHandle);
 }
 
-/// A port held back for a later Allocate with RESERVATION-TOKEN.
-#[derive(Debug)]
-struct Reservation {
-    relay: RelayHandle,
-    addr: SocketAddr,
-    expires: Instant,
-}
-
 /// The TURN server core of one shard.
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
-    ports4: PortPool,
-    ports6: PortPool,
     allocations: HashMap<RelayHandle, Allocation>,
     by_client: HashMap<ClientAddr, RelayHandle>,
-    reservations: HashMap<u64, Reservation>,
     limiter: SourceLimiter,
     transmits: VecDeque<Transmit>,
     scratch: Vec<u8>,
@@ -103,18 +94,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Shard `index` of `count`. `now` and `unix_now` pin the core's wall clock: REST expiry and nonces are
+    /// Shard `index`. `now` and `unix_now` pin the core's wall clock: REST expiry and nonces are
     /// judged at `unix_now + (later_now - now)`.
-    pub fn new(shared: Arc<Shared>, index: usize, count: usize, seed: u64, now: Instant, unix_now: u64) -> Self {
+    pub fn new(shared: Arc<Shared>, index: usize, seed: u64, now: Instant, unix_now: u64) -> Self {
         let c = &shared.config;
-        let (min, max) = (c.min_port, c.max_port);
         let limiter = SourceLimiter::new(c.unauth_rate_per_sec, c.unauth_burst);
         Self {
-            ports4: PortPool::for_shard(min, max, index, count),
-            ports6: PortPool::for_shard(min, max, index, count),
             allocations: HashMap::default(),
             by_client: HashMap::default(),
-            reservations: HashMap::default(),
             limiter,
             transmits: VecDeque::new(),
             scratch: vec![0; 65_600],
@@ -207,12 +194,7 @@ impl Server {
         for h in lapsed {
             self.remove_allocation(h, "expired", relays);
         }
-        let stale: Vec<u64> = self.reservations.iter().filter(|(_, r)| r.expires <= now).map(|(t, _)| *t).collect();
-        for token in stale {
-            if let Some(r) = self.reservations.remove(&token) {
-                self.release(r.relay, r.addr, relays);
-            }
-        }
+        self.shared.expire_reservations(now);
     }
 
     /// A stream client went away: its allocation goes with it (RFC 8656 §3.1).
@@ -228,17 +210,16 @@ impl Server {
         for h in all {
             self.remove_allocation(h, "server stopping", relays);
         }
-        let tokens: Vec<u64> = self.reservations.keys().copied().collect();
-        for t in tokens {
-            if let Some(r) = self.reservations.remove(&t) {
-                self.release(r.relay, r.addr, relays);
-            }
-        }
     }
 
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Whether `client` holds an allocation.
+    pub fn has_allocation(&self, client: ClientAddr) -> bool {
+        self.by_client.contains_key(&client)
     }
 
     /// Allocations on this shard.
@@ -249,7 +230,10 @@ impl Server {
     fn channel_data<'a>(&mut self, from: ClientAddr, data: &'a [u8], now: Instant) -> Option<ToPeer<'a>> {
         let relay = *self.by_client.get(&from)?;
         let alloc = self.allocations.get_mut(&relay)?;
-        let (number, len) = (u16::from_be_bytes([data[0], data[1]]), usize::from(data.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]))?));
+        let (number, len) = (
+            u16::from_be_bytes([data[0], data[1]]),
+            usize::from(data.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]))?),
+        );
         let payload = data.get(4..4 + len)?;
         let channel = alloc.channels.get(&number).filter(|c| c.expires > now)?;
         let peer = channel.peer;
@@ -270,17 +254,14 @@ impl Server {
     }
 
     fn remove_allocation(&mut self, relay: RelayHandle, why: &'static str, relays: &mut impl RelaySockets) {
-        let Some(a) = self.allocations.remove(&relay) else { return };
+        let Some(a) = self.allocations.remove(&relay) else {
+            return;
+        };
         self.by_client.remove(&a.client);
         self.shared.release_quota(&a.quota_user);
         tracing::debug!(allocation = %a.id, user = %a.quota_user, why, "allocation removed");
-        self.release(a.relay, a.local, relays);
-    }
-
-    fn release(&mut self, relay: RelayHandle, local: SocketAddr, relays: &mut impl RelaySockets) {
-        relays.close(relay);
-        let pool = if local.is_ipv4() { &mut self.ports4 } else { &mut self.ports6 };
-        pool.give_back(local.port());
+        relays.close(a.relay);
+        self.shared.give_back_port(a.local);
     }
 }
 

@@ -6,25 +6,25 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Ranges refused unless allowed explicitly.
 const DENIED: &[&str] = &[
-    "0.0.0.0/8",          // "this network"
-    "10.0.0.0/8",         // RFC 1918
-    "100.64.0.0/10",      // CGNAT (RFC 6598)
-    "127.0.0.0/8",        // loopback
-    "169.254.0.0/16",     // link-local, includes cloud metadata 169.254.169.254
-    "172.16.0.0/12",      // RFC 1918
-    "192.0.0.0/24",       // IETF protocol assignments
-    "192.168.0.0/16",     // RFC 1918
-    "198.18.0.0/15",      // benchmarking
-    "224.0.0.0/4",        // multicast
-    "240.0.0.0/4",        // reserved, includes broadcast 255.255.255.255
-    "::/128",             // unspecified
-    "::1/128",            // loopback
-    "64:ff9b:1::/48",     // local-use NAT64
-    "2001::/32",          // Teredo
-    "2002::/16",          // 6to4
-    "fc00::/7",           // unique local
-    "fe80::/10",          // link-local
-    "ff00::/8",           // multicast
+    "0.0.0.0/8",      // "this network"
+    "10.0.0.0/8",     // RFC 1918
+    "100.64.0.0/10",  // CGNAT (RFC 6598)
+    "127.0.0.0/8",    // loopback
+    "169.254.0.0/16", // link-local, includes cloud metadata 169.254.169.254
+    "172.16.0.0/12",  // RFC 1918
+    "192.0.0.0/24",   // IETF protocol assignments
+    "192.168.0.0/16", // RFC 1918
+    "198.18.0.0/15",  // benchmarking
+    "224.0.0.0/4",    // multicast
+    "240.0.0.0/4",    // reserved, includes broadcast 255.255.255.255
+    "::/128",         // unspecified
+    "::1/128",        // loopback
+    "64:ff9b:1::/48", // local-use NAT64
+    "2001::/32",      // Teredo
+    "2002::/16",      // 6to4
+    "fc00::/7",       // unique local
+    "fe80::/10",      // link-local
+    "ff00::/8",       // multicast
 ];
 
 /// The peer policy: an address is refused when a deny range holds it and no allow range does.
@@ -90,8 +90,20 @@ mod tests {
     fn denies_private_and_special_ranges_by_default() {
         let p = default_policy();
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "169.254.169.254",
-            "0.0.0.0", "224.0.0.1", "255.255.255.255", "::", "::1", "fd00::1", "fe80::1", "2001:0:1::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "2001:0:1::1",
             "2002:a00:1::1",
         ] {
             assert!(!p.permits(ip.parse().expect("ip")), "{ip} must be denied");
@@ -109,7 +121,12 @@ mod tests {
     #[test]
     fn mapped_addresses_are_judged_as_ipv4() {
         let p = default_policy();
-        for ip in ["::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "::7f00:1"] {
+        for ip in [
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "::7f00:1",
+        ] {
             assert!(!p.permits(ip.parse().expect("ip")), "{ip} must be denied");
         }
         assert!(p.permits("::ffff:8.8.8.8".parse().expect("ip")));

@@ -1,9 +1,8 @@
-//! The relay ports one shard may hand out: a contiguous slice of the configured range, so shards never collide
-//! and an even port and the odd one after it (EVEN-PORT with R) stay on one shard.
+//! The relay port range: which ports are free, picked at random so relay addresses are hard to guess.
 
 use rand::Rng;
 
-/// Free and used relay ports of one shard.
+/// Free and used relay ports.
 #[derive(Debug)]
 pub struct PortPool {
     first: u16,
@@ -13,16 +12,14 @@ pub struct PortPool {
 }
 
 impl PortPool {
-    /// Shard `index` of `count` takes its share of `min..=max`.
-    pub fn for_shard(min: u16, max: u16, index: usize, count: usize) -> Self {
-        let total = usize::from(max - min) + 1;
-        let count = count.max(1);
-        let share = (total / count).max(1);
-        let first = usize::from(min) + share * index.min(count - 1);
-        let last = if index + 1 >= count { usize::from(max) } else { first + share - 1 };
-        let first = first.min(usize::from(max)) as u16;
-        let last = last.min(usize::from(max)) as u16;
-        Self { first, last, used: vec![0; 1024], in_use: 0 }
+    /// The ports `min..=max`, all free.
+    pub fn new(min: u16, max: u16) -> Self {
+        Self {
+            first: min,
+            last: max.max(min),
+            used: vec![0; 1024],
+            in_use: 0,
+        }
     }
 
     /// A random free port, or with `even` a random free even port whose successor is free too when `pair`.
@@ -51,6 +48,7 @@ impl PortPool {
     }
 
     /// Ports handed out and not returned.
+    #[cfg(test)]
     pub fn in_use(&self) -> usize {
         self.in_use
     }
@@ -86,18 +84,12 @@ mod tests {
     use rand::{rngs::StdRng, SeedableRng};
 
     #[test]
-    fn shards_split_the_range_without_overlap() {
-        let a = PortPool::for_shard(50000, 50099, 0, 2);
-        let b = PortPool::for_shard(50000, 50099, 1, 2);
-        assert_eq!((a.first, a.last), (50000, 50049));
-        assert_eq!((b.first, b.last), (50050, 50099));
-    }
-
-    #[test]
     fn hands_out_every_port_once_then_none() {
         let mut rng = StdRng::seed_from_u64(7);
-        let mut pool = PortPool::for_shard(60000, 60009, 0, 1);
-        let mut got: Vec<u16> = (0..10).map(|_| pool.take(&mut rng, false, false).expect("port")).collect();
+        let mut pool = PortPool::new(60000, 60009);
+        let mut got: Vec<u16> = (0..10)
+            .map(|_| pool.take(&mut rng, false, false).expect("port"))
+            .collect();
         got.sort_unstable();
         assert_eq!(got, (60000..=60009).collect::<Vec<_>>());
         assert_eq!(pool.take(&mut rng, false, false), None);
@@ -108,7 +100,7 @@ mod tests {
     #[test]
     fn even_pair_reserves_the_next_port() {
         let mut rng = StdRng::seed_from_u64(1);
-        let mut pool = PortPool::for_shard(40000, 40003, 0, 1);
+        let mut pool = PortPool::new(40000, 40003);
         let p = pool.take(&mut rng, true, true).expect("pair");
         assert_eq!(p % 2, 0);
         assert_eq!(pool.in_use(), 2);

@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 use stun_types::attribute::{
-    AttributeType,
-    AlternateServer, ErrorCode, Fingerprint, Nonce, PasswordAlgorithmValue, PasswordAlgorithms, Realm,
+    AlternateServer, AttributeType, ErrorCode, Fingerprint, Nonce, PasswordAlgorithmValue, PasswordAlgorithms, Realm,
     Software, UnknownAttributes, XorMappedAddress,
 };
 use stun_types::message::{
-    IntegrityAlgorithm, IntegrityKey, Message, MessageWrite, MessageWriteExt, MessageWriteMutSlice,
-    MessageWriteVec, TransactionId,
+    IntegrityAlgorithm, IntegrityKey, Message, MessageWrite, MessageWriteExt, MessageWriteMutSlice, MessageWriteVec,
+    TransactionId,
 };
 use stun_types::prelude::*;
 use turn_types::attribute::{Data, XorPeerAddress};
@@ -43,7 +42,11 @@ impl Reply {
 
     fn start(req: &Message<'_>, w: MessageWriteVec) -> Self {
         let fingerprint = req.has_attribute(Fingerprint::TYPE);
-        let mut r = Self { w, txid: req.transaction_id(), fingerprint };
+        let mut r = Self {
+            w,
+            txid: req.transaction_id(),
+            fingerprint,
+        };
         if let Ok(s) = Software::new(SOFTWARE) {
             r.add(&s);
         }
@@ -69,7 +72,10 @@ impl Reply {
         if let (Ok(r), Ok(n)) = (Realm::new(realm), Nonce::new(nonce)) {
             self.add(&r);
             self.add(&n);
-            self.add(&PasswordAlgorithms::new(&[PasswordAlgorithmValue::MD5, PasswordAlgorithmValue::SHA256]));
+            self.add(&PasswordAlgorithms::new(&[
+                PasswordAlgorithmValue::MD5,
+                PasswordAlgorithmValue::SHA256,
+            ]));
         }
         self
     }

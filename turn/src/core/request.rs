@@ -16,7 +16,8 @@ use turn_types::attribute::{
 use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
 
 /// Comprehension-required attributes this server understands; any other one gets 420 (RFC 8489 §6.3.1).
-const KNOWN: [AttributeType; 14] = [
+const KNOWN: [AttributeType; 15] = [
+    ReservationToken::TYPE,
     Username::TYPE,
     MessageIntegrity::TYPE,
     MessageIntegritySha256::TYPE,
@@ -137,9 +138,11 @@ impl Server {
         if !sha256 && !msg.has_attribute(MessageIntegrity::TYPE) {
             return Err(self.challenge(from, msg, now, 401));
         }
-        let (Ok(user), Ok(realm), Ok(nonce)) =
-            (msg.attribute::<Username>(), msg.attribute::<Realm>(), msg.attribute::<Nonce>())
-        else {
+        let (Ok(user), Ok(realm), Ok(nonce)) = (
+            msg.attribute::<Username>(),
+            msg.attribute::<Realm>(),
+            msg.attribute::<Nonce>(),
+        ) else {
             return Err(self.unauthenticated(from, now, || Reply::error(msg, 400).finish(None)));
         };
         let unix = self.unix(now);
@@ -149,7 +152,11 @@ impl Server {
         if realm.realm() != self.shared.auth.realm() {
             return Err(self.challenge(from, msg, now, 401));
         }
-        let algorithm = if sha256 { IntegrityAlgorithm::Sha256 } else { IntegrityAlgorithm::Sha1 };
+        let algorithm = if sha256 {
+            IntegrityAlgorithm::Sha256
+        } else {
+            IntegrityAlgorithm::Sha1
+        };
         let username = user.username();
         if let Some(a) = self.by_client.get(&from).and_then(|h| self.allocations.get(h)) {
             if a.username != username {
@@ -157,7 +164,11 @@ impl Server {
                 return Err(self.unauthenticated(from, now, || Reply::error(msg, 441).finish(None)));
             }
             if a.algorithm == algorithm && msg.validate_integrity_with_key(&a.key).is_ok() {
-                return Ok(Authed { key: a.key.clone(), algorithm, username: username.to_owned() });
+                return Ok(Authed {
+                    key: a.key.clone(),
+                    algorithm,
+                    username: username.to_owned(),
+                });
             }
         }
         let found = match self.shared.auth.keys(username, algorithm, unix) {
@@ -168,7 +179,11 @@ impl Server {
             }
         };
         match found {
-            Some(key) => Ok(Authed { key, algorithm, username: username.to_owned() }),
+            Some(key) => Ok(Authed {
+                key,
+                algorithm,
+                username: username.to_owned(),
+            }),
             None => {
                 self.stats.auth_failures += 1;
                 Err(self.challenge(from, msg, now, 401))
@@ -265,7 +280,7 @@ impl Server {
         }
     }
 
-    /// A relay socket for `request`: a reserved one, or a new port (an even one, holding the next, if asked).
+    /// A relay socket for `request`: on a reserved port, or a new port (an even one, holding the next, if asked).
     fn bind_relay(
         &mut self,
         request: &AllocateRequest,
@@ -273,41 +288,34 @@ impl Server {
         relays: &mut impl RelaySockets,
     ) -> Option<(RelayHandle, SocketAddr, Option<u64>)> {
         if let Some(token) = request.reservation {
-            let r = self.reservations.remove(&token)?;
-            return Some((r.relay, r.addr, None));
+            let addr = self.shared.redeem(token)?;
+            return match relays.open(addr) {
+                Ok(relay) => Some((relay, addr, None)),
+                Err(_) => {
+                    self.shared.give_back_port(addr);
+                    None
+                }
+            };
         }
-        let (even, pair) = match request.even_port {
-            Some(reserve) => (true, reserve),
-            None => (false, false),
+        let ip = if request.ipv6 {
+            self.shared.config.relay_ip6?
+        } else {
+            self.shared.config.relay_ip
         };
+        let (even, pair) = request.even_port.map_or((false, false), |reserve| (true, reserve));
         for _ in 0..8 {
-            let (ip, pool) = if request.ipv6 {
-                (self.shared.config.relay_ip6?, &mut self.ports6)
-            } else {
-                (self.shared.config.relay_ip, &mut self.ports4)
-            };
-            let port = pool.take(&mut self.rng, even, pair)?;
+            let port = self.shared.take_port(request.ipv6, even, pair, &mut self.rng)?;
             let addr = SocketAddr::new(ip, port);
-            let Ok(relay) = relays.open(addr) else {
-                // Held by another process: leave it marked used and try another.
-                continue;
-            };
-            if !pair {
-                return Some((relay, addr, None));
-            }
-            let next = SocketAddr::new(ip, port + 1);
-            match relays.open(next) {
-                Ok(held) => {
+            match relays.open(addr) {
+                Ok(relay) if pair => {
                     let token = rand::Rng::random::<u64>(&mut self.rng);
-                    let expires = now + RESERVATION;
-                    self.reservations.insert(token, Reservation { relay: held, addr: next, expires });
+                    self.shared
+                        .reserve(token, SocketAddr::new(ip, port + 1), now + RESERVATION);
                     return Some((relay, addr, Some(token)));
                 }
-                Err(_) => {
-                    relays.close(relay);
-                    let pool = if request.ipv6 { &mut self.ports6 } else { &mut self.ports4 };
-                    pool.give_back(port);
-                }
+                Ok(relay) => return Some((relay, addr, None)),
+                // Held by another process: leave it marked used and try another.
+                Err(e) => tracing::debug!(%addr, error = %e, "relay port unavailable"),
             }
         }
         None
@@ -317,18 +325,14 @@ impl Server {
     fn lifetime(&self, msg: &Message<'_>) -> Duration {
         let c = &self.shared.config;
         match msg.attribute::<Lifetime>() {
-            Ok(l) => Duration::from_secs(u64::from(l.seconds())).min(c.max_lifetime).max(c.default_lifetime),
+            Ok(l) => Duration::from_secs(u64::from(l.seconds()))
+                .min(c.max_lifetime)
+                .max(c.default_lifetime),
             Err(_) => c.default_lifetime,
         }
     }
 
-    fn refresh(
-        &mut self,
-        from: ClientAddr,
-        msg: &Message<'_>,
-        now: Instant,
-        relays: &mut impl RelaySockets,
-    ) -> Reply {
+    fn refresh(&mut self, from: ClientAddr, msg: &Message<'_>, now: Instant, relays: &mut impl RelaySockets) -> Reply {
         let Some(&relay) = self.by_client.get(&from) else {
             return self.reject(msg, 437);
         };
@@ -392,7 +396,9 @@ impl Server {
         };
         let number = number.channel();
         let peer = normalised(peer.addr(msg.transaction_id()));
-        if !(0x4000..=0x4FFF).contains(&number) {
+        // RFC 8656 narrowed channels to 0x4000-0x4FFF, but RFC 5766 clients (libwebrtc, coturn's own) pick from
+        // 0x4000-0x7FFF; both ranges frame the same way, so accept the older, wider one.
+        if !(0x4000..=0x7FFF).contains(&number) {
             return self.reject(msg, 400);
         }
         if let Err(code) = self.check_peer(relay, peer) {
@@ -403,12 +409,21 @@ impl Server {
         let Some(a) = self.allocations.get_mut(&relay) else {
             return self.reject(msg, 437);
         };
-        let taken_by_other_peer = a.channels.get(&number).is_some_and(|ch| ch.peer != peer && ch.expires > now);
+        let taken_by_other_peer = a
+            .channels
+            .get(&number)
+            .is_some_and(|ch| ch.peer != peer && ch.expires > now);
         let peer_on_other_channel = a.channel_of_peer.get(&peer).is_some_and(|&n| n != number);
         if taken_by_other_peer || peer_on_other_channel {
             return self.reject(msg, 400);
         }
-        if let Some(old) = a.channels.insert(number, Channel { peer, expires: channel_expires }) {
+        if let Some(old) = a.channels.insert(
+            number,
+            Channel {
+                peer,
+                expires: channel_expires,
+            },
+        ) {
             a.channel_of_peer.remove(&old.peer);
         }
         a.channel_of_peer.insert(peer, number);
@@ -446,7 +461,9 @@ impl Server {
 
     /// The peer's family must match the relay's (443), and the policy must allow it (403).
     fn check_peer(&mut self, relay: RelayHandle, peer: SocketAddr) -> Result<(), u16> {
-        let Some(a) = self.allocations.get(&relay) else { return Err(437) };
+        let Some(a) = self.allocations.get(&relay) else {
+            return Err(437);
+        };
         if peer.is_ipv6() != a.local.is_ipv6() {
             return Err(443);
         }
@@ -459,6 +476,8 @@ impl Server {
     }
 
     fn reject(&mut self, msg: &Message<'_>, code: u16) -> Reply {
+        tracing::debug!(method = %msg.method(), code, "request rejected");
+        tracing::trace!(%msg, "rejected request");
         if msg.method() == ALLOCATE {
             self.stats.allocate(AllocateResult::Rejected);
         }
@@ -490,7 +509,11 @@ impl AllocateRequest {
         if ipv6 && !ipv6_offered {
             return Err(440);
         }
-        Ok(Self { ipv6, even_port, reservation })
+        Ok(Self {
+            ipv6,
+            even_port,
+            reservation,
+        })
     }
 }
 
@@ -516,4 +539,3 @@ fn unknown_required(msg: &Message<'_>) -> Vec<AttributeType> {
         .filter(|t| t.comprehension_required() && !KNOWN.contains(t) && *t != Fingerprint::TYPE)
         .collect()
 }
-

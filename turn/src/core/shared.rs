@@ -3,11 +3,13 @@
 
 use super::auth::Authenticator;
 use super::policy::PeerPolicy;
+use super::ports::PortPool;
 use ahash::HashMap;
+use rand::Rng;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The core's settings, taken from `[turn]`.
 #[derive(Debug, Clone)]
@@ -56,6 +58,16 @@ pub struct Shared {
     total: AtomicU32,
     per_user: Mutex<HashMap<String, u32>>,
     draining: AtomicBool,
+    ports: Mutex<Ports>,
+}
+
+/// Relay ports of both families, and the ports held back by EVEN-PORT reservations. Process-wide because the
+/// Allocate that redeems a RESERVATION-TOKEN comes from another source port, which may land on another shard.
+#[derive(Debug)]
+struct Ports {
+    v4: PortPool,
+    v6: PortPool,
+    reserved: HashMap<u64, (SocketAddr, Instant)>,
 }
 
 /// Why a quota refused an allocation.
@@ -71,11 +83,58 @@ impl Shared {
     /// Shared state for a set of shards.
     pub fn new(config: CoreConfig, auth: Authenticator) -> Self {
         Self {
-            config,
-            auth,
             total: AtomicU32::new(0),
             per_user: Mutex::new(HashMap::default()),
             draining: AtomicBool::new(false),
+            ports: Mutex::new(Ports {
+                v4: PortPool::new(config.min_port, config.max_port),
+                v6: PortPool::new(config.min_port, config.max_port),
+                reserved: HashMap::default(),
+            }),
+            config,
+            auth,
+        }
+    }
+
+    /// A free relay port: any, an even one, or an even one whose successor is also taken (`pair`).
+    pub fn take_port(&self, v6: bool, even: bool, pair: bool, rng: &mut impl Rng) -> Option<u16> {
+        let mut p = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = if v6 { &mut p.v6 } else { &mut p.v4 };
+        pool.take(rng, even, pair)
+    }
+
+    /// Returns the port of `addr` to its pool.
+    pub fn give_back_port(&self, addr: SocketAddr) {
+        let mut p = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = if addr.is_ipv6() { &mut p.v6 } else { &mut p.v4 };
+        pool.give_back(addr.port());
+    }
+
+    /// Holds `addr` (already taken from the pool) for the Allocate that presents `token`.
+    pub fn reserve(&self, token: u64, addr: SocketAddr, expires: Instant) {
+        let mut p = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        p.reserved.insert(token, (addr, expires));
+    }
+
+    /// Redeems a reservation.
+    pub fn redeem(&self, token: u64) -> Option<SocketAddr> {
+        let mut p = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        p.reserved.remove(&token).map(|(addr, _)| addr)
+    }
+
+    /// Releases reservations that lapsed before `now`.
+    pub fn expire_reservations(&self, now: Instant) {
+        let mut p = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let lapsed: Vec<(u64, SocketAddr)> = p
+            .reserved
+            .iter()
+            .filter(|(_, (_, t))| *t <= now)
+            .map(|(k, (a, _))| (*k, *a))
+            .collect();
+        for (token, addr) in lapsed {
+            p.reserved.remove(&token);
+            let pool = if addr.is_ipv6() { &mut p.v6 } else { &mut p.v4 };
+            pool.give_back(addr.port());
         }
     }
 

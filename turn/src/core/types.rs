@@ -30,14 +30,16 @@ impl Transport {
     }
 }
 
-/// The client side of RFC 8656's 5-tuple: the client's transport address as the server sees it, and the
-/// transport. (The server side is implied: each driver listener owns its own core.)
+/// RFC 8656's 5-tuple as the core sees it: the transport, the client's address (its server-reflexive address,
+/// for a client behind NAT), and which of the shard's listening sockets it reached (the server's address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientAddr {
     /// The transport protocol.
     pub transport: Transport,
-    /// The client's IP and port (its server-reflexive address, for a client behind NAT).
+    /// The client's IP and port.
     pub addr: SocketAddr,
+    /// The driver's index of the listening socket.
+    pub listener: u16,
 }
 
 impl fmt::Display for ClientAddr {

@@ -1,0 +1,6 @@
+//! The core driven directly, in virtual time: a scripted client speaking real STUN/TURN messages built with
+//! `stun-types`, and an in-memory set of relay sockets.
+
+mod allocate;
+mod harness;
+mod relay;

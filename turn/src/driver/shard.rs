@@ -1,0 +1,388 @@
+//! One shard: an event-loop thread owning its listeners (SO_REUSEPORT copies), its relay sockets, its client
+//! connections and its [`Server`] core. Nothing here is shared with other shards but [`Shared`].
+
+use super::batch::{RecvBatch, SendBatch, BATCH, HEADROOM};
+use super::metrics::Publisher;
+use super::relays::{Relays, RELAY_TOKEN_BASE};
+use super::stream::{Conn, ReadOutcome};
+use crate::core::{ClientAddr, Framed, RelayHandle, Server, Transport};
+use ahash::HashMap;
+use mio::net::{TcpListener, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tokens of stream listeners start here; UDP listeners use 0..STREAM_LISTENER_BASE.
+const STREAM_LISTENER_BASE: usize = 1 << 16;
+/// Tokens of client connections start here.
+const CONN_TOKEN_BASE: usize = 1 << 40;
+/// A connection that holds no allocation is closed after this long without input.
+const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(30);
+/// Most client connections per shard.
+const MAX_CONNS: usize = 100_000;
+
+/// A stream listener and whether it speaks TLS.
+pub struct StreamListener {
+    /// The socket.
+    pub socket: TcpListener,
+    /// Whether connections start with a TLS handshake.
+    pub tls: bool,
+}
+
+/// What a shard starts with.
+pub struct ShardInit {
+    /// The core.
+    pub server: Server,
+    /// UDP listeners; their index is [`ClientAddr::listener`].
+    pub udp: Vec<UdpSocket>,
+    /// TCP and TLS listeners.
+    pub streams: Vec<StreamListener>,
+    /// The TLS config, when any listener speaks TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Relay socket buffer size.
+    pub relay_buffer: usize,
+    /// Set to stop the shard.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A running shard's state.
+pub struct Shard {
+    poll: Poll,
+    server: Server,
+    relays: Relays,
+    udp: Vec<UdpSocket>,
+    out: Vec<SendBatch>,
+    streams: Vec<StreamListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    conns: Vec<Option<Conn>>,
+    free_conns: Vec<usize>,
+    conn_by_addr: HashMap<SocketAddr, usize>,
+    recv: RecvBatch,
+    read_scratch: Vec<u8>,
+    publisher: Publisher,
+    send_drops: u64,
+    stop: Arc<AtomicBool>,
+}
+
+impl Shard {
+    /// Registers everything with a new poller.
+    pub fn new(init: ShardInit) -> std::io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut udp = init.udp;
+        for (i, s) in udp.iter_mut().enumerate() {
+            poll.registry().register(s, Token(i), Interest::READABLE)?;
+        }
+        let mut streams = init.streams;
+        for (i, l) in streams.iter_mut().enumerate() {
+            poll.registry()
+                .register(&mut l.socket, Token(STREAM_LISTENER_BASE + i), Interest::READABLE)?;
+        }
+        let relays = Relays::new(poll.registry().try_clone()?, init.relay_buffer);
+        Ok(Self {
+            out: udp.iter().map(|_| SendBatch::new()).collect(),
+            poll,
+            server: init.server,
+            relays,
+            udp,
+            streams,
+            tls: init.tls,
+            conns: Vec::new(),
+            free_conns: Vec::new(),
+            conn_by_addr: HashMap::default(),
+            recv: RecvBatch::new(),
+            read_scratch: vec![0; 65_536],
+            publisher: Publisher::default(),
+            send_drops: 0,
+            stop: init.stop,
+        })
+    }
+
+    /// Runs until the stop flag is set, then releases every allocation.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let wake = self.server.poll_timeout().min(next_tick);
+            let timeout = wake.saturating_duration_since(now).min(Duration::from_millis(250));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "poll failed; shard stops");
+                    break;
+                }
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                self.dispatch(ev, now);
+            }
+            self.server.handle_timeout(now, &mut self.relays);
+            self.flush(now);
+            if now >= next_tick {
+                next_tick = now + Duration::from_secs(1);
+                self.tick(now);
+            }
+        }
+        self.server.close_all(&mut self.relays);
+        self.tick(Instant::now());
+    }
+
+    fn dispatch(&mut self, ev: &mio::event::Event, now: Instant) {
+        let t = ev.token().0;
+        if t >= CONN_TOKEN_BASE {
+            self.on_conn(t - CONN_TOKEN_BASE, ev.is_writable(), now);
+        } else if t >= RELAY_TOKEN_BASE {
+            self.on_relay(RelayHandle((t - RELAY_TOKEN_BASE) as u32), now);
+        } else if t >= STREAM_LISTENER_BASE {
+            self.on_accept(t - STREAM_LISTENER_BASE, now);
+        } else {
+            self.on_udp(t, now);
+        }
+    }
+
+    /// Datagrams from clients on UDP listener `i`.
+    fn on_udp(&mut self, i: usize, now: Instant) {
+        let fd = self.udp[i].as_raw_fd();
+        loop {
+            let n = match self.recv.recv(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "udp receive failed");
+                    return;
+                }
+            };
+            for k in 0..n {
+                let Some((addr, slot, len)) = self.recv.get(k) else {
+                    continue;
+                };
+                let from = ClientAddr {
+                    transport: Transport::Udp,
+                    addr,
+                    listener: i as u16,
+                };
+                let data = &slot[HEADROOM..HEADROOM + len];
+                if let Some(out) = self.server.handle_client(from, data, now, &mut self.relays) {
+                    self.relays.send(out.relay, out.peer, out.payload);
+                }
+            }
+            self.flush(now);
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Datagrams from peers on a relay socket.
+    fn on_relay(&mut self, relay: RelayHandle, now: Instant) {
+        let Some(fd) = self.relays.fd(relay) else {
+            return;
+        };
+        loop {
+            let Ok(n) = self.recv.recv(fd) else { return };
+            for k in 0..n {
+                let Some((peer, slot, len)) = self.recv.get(k) else {
+                    continue;
+                };
+                let Some(tc) = self.server.handle_peer(relay, peer, slot, len, now) else {
+                    continue;
+                };
+                let bytes = match tc.framed {
+                    Framed::InPlace(r) => &slot[r],
+                    Framed::Scratch(l) => self.server.scratch(l),
+                };
+                let mut out = Outbound {
+                    udp: &self.udp,
+                    out: &mut self.out,
+                    conns: &mut self.conns,
+                    by_addr: &self.conn_by_addr,
+                    drops: &mut self.send_drops,
+                    poll: &self.poll,
+                };
+                out.deliver(tc.to, bytes);
+            }
+            if n < BATCH {
+                return;
+            }
+        }
+    }
+
+    /// Sends control messages the core queued, and the UDP batches.
+    fn flush(&mut self, _now: Instant) {
+        while let Some(t) = self.server.poll_transmit() {
+            let mut out = Outbound {
+                udp: &self.udp,
+                out: &mut self.out,
+                conns: &mut self.conns,
+                by_addr: &self.conn_by_addr,
+                drops: &mut self.send_drops,
+                poll: &self.poll,
+            };
+            out.deliver(t.to, &t.data);
+        }
+        for (i, batch) in self.out.iter_mut().enumerate() {
+            if !batch.is_empty() {
+                self.send_drops += batch.flush(self.udp[i].as_raw_fd()).dropped as u64;
+            }
+        }
+    }
+
+    fn on_accept(&mut self, i: usize, now: Instant) {
+        loop {
+            let (stream, addr) = match self.streams[i].socket.accept() {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    return;
+                }
+            };
+            if self.conn_by_addr.len() >= MAX_CONNS {
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let tls = match (self.streams[i].tls, &self.tls) {
+                (false, _) => None,
+                (true, Some(cfg)) => match rustls::ServerConnection::new(cfg.clone()) {
+                    Ok(c) => Some(Box::new(c)),
+                    Err(_) => continue,
+                },
+                (true, None) => continue,
+            };
+            self.add_conn(Conn::new(stream, addr, i as u16, tls, now));
+        }
+    }
+
+    fn add_conn(&mut self, mut conn: Conn) {
+        let idx = self.free_conns.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let token = Token(CONN_TOKEN_BASE + idx);
+        if self
+            .poll
+            .registry()
+            .register(&mut conn.stream, token, Interest::READABLE)
+            .is_err()
+        {
+            self.free_conns.push(idx);
+            return;
+        }
+        self.conn_by_addr.insert(conn.addr, idx);
+        super::metrics::connection(conn.transport(), 1.0);
+        self.conns[idx] = Some(conn);
+    }
+
+    fn on_conn(&mut self, idx: usize, writable: bool, now: Instant) {
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if writable {
+            conn.flush();
+            if conn.pending() == 0 && conn.want_write {
+                conn.want_write = false;
+                let token = Token(CONN_TOKEN_BASE + idx);
+                let _ = self
+                    .poll
+                    .registry()
+                    .reregister(&mut conn.stream, token, Interest::READABLE);
+            }
+        }
+        let outcome = conn.read(&mut self.read_scratch);
+        conn.last_read = now;
+        let from = conn.client();
+        let broken = loop {
+            match conn.next_frame() {
+                Ok(Some(frame)) => {
+                    let len = frame.len();
+                    if let Some(out) = self.server.handle_client(from, frame, now, &mut self.relays) {
+                        self.relays.send(out.relay, out.peer, out.payload);
+                    }
+                    conn.consume(len);
+                }
+                Ok(None) => break false,
+                Err(()) => break true,
+            }
+        };
+        if broken || matches!(outcome, ReadOutcome::Closed) {
+            self.close_conn(idx);
+        }
+    }
+
+    fn close_conn(&mut self, idx: usize) {
+        let Some(mut conn) = self.conns.get_mut(idx).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.conn_by_addr.remove(&conn.addr);
+        self.free_conns.push(idx);
+        super::metrics::connection(conn.transport(), -1.0);
+        self.server.client_closed(conn.client(), &mut self.relays);
+    }
+
+    /// Once a second: idle connections, metrics.
+    fn tick(&mut self, now: Instant) {
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c.as_ref()?;
+                let idle = now.saturating_duration_since(c.last_read) > IDLE_WITHOUT_ALLOCATION;
+                (idle && !self.server.has_allocation(c.client())).then_some(i)
+            })
+            .collect();
+        for i in idle {
+            self.close_conn(i);
+        }
+        self.publisher
+            .publish(self.server.stats(), self.send_drops + self.relays.send_drops);
+    }
+}
+
+/// The outgoing side of a shard, borrowed apart from the receive buffers so a received packet can be sent
+/// without a copy out of them.
+struct Outbound<'a> {
+    udp: &'a [UdpSocket],
+    out: &'a mut [SendBatch],
+    conns: &'a mut [Option<Conn>],
+    by_addr: &'a HashMap<SocketAddr, usize>,
+    drops: &'a mut u64,
+    poll: &'a Poll,
+}
+
+impl Outbound<'_> {
+    fn deliver(&mut self, to: ClientAddr, bytes: &[u8]) {
+        if to.transport == Transport::Udp {
+            let i = usize::from(to.listener);
+            let (Some(batch), Some(sock)) = (self.out.get_mut(i), self.udp.get(i)) else {
+                return;
+            };
+            if batch.is_full() {
+                *self.drops += batch.flush(sock.as_raw_fd()).dropped as u64;
+            }
+            if !batch.push(to.addr, bytes) {
+                *self.drops += 1;
+            }
+            return;
+        }
+        let Some(&idx) = self.by_addr.get(&to.addr) else {
+            return;
+        };
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if !conn.send(bytes) {
+            *self.drops += 1;
+        }
+        if conn.pending() > 0 && !conn.want_write {
+            conn.want_write = true;
+            let token = Token(CONN_TOKEN_BASE + idx);
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE);
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Socket set-up: SO_REUSEPORT listeners (one per shard, the kernel spreads clients by 5-tuple hash), large
+//! buffers, non-blocking mode.
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+
+/// Fails when another process already holds `addr`. SO_REUSEPORT would otherwise let a second server (any
+/// process of the same user) bind the same port and silently take a share of its clients.
+pub fn ensure_free(addr: SocketAddr, udp: bool) -> io::Result<()> {
+    let (ty, proto) = if udp {
+        (Type::DGRAM, Protocol::UDP)
+    } else {
+        (Type::STREAM, Protocol::TCP)
+    };
+    let s = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    if !udp {
+        s.set_reuse_address(true)?;
+    }
+    s.bind(&SockAddr::from(addr))
+}
+
+/// A UDP listener shared by all shards through SO_REUSEPORT.
+pub fn udp_listener(addr: SocketAddr, buffer: usize) -> io::Result<mio::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    set_buffers(&s, buffer);
+    s.set_nonblocking(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    Ok(mio::net::UdpSocket::from_std(s.into()))
+}
+
+/// A TCP listener shared by all shards through SO_REUSEPORT.
+pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(1024)?;
+    Ok(mio::net::TcpListener::from_std(s.into()))
+}
+
+/// A relay socket on exactly `addr`.
+pub fn relay_socket(addr: SocketAddr, buffer: usize) -> io::Result<mio::net::UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    set_buffers(&s, buffer);
+    s.set_nonblocking(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    Ok(mio::net::UdpSocket::from_std(s.into()))
+}
+
+/// Asks for `bytes` of send and receive buffer. The kernel caps the request at net.core.[rw]mem_max; as root
+/// the FORCE variants pass that cap, so try them when the plain request fell short.
+fn set_buffers(s: &Socket, bytes: usize) {
+    let _ = s.set_recv_buffer_size(bytes);
+    let _ = s.set_send_buffer_size(bytes);
+    // The kernel reports twice the usable size it granted.
+    if s.recv_buffer_size().unwrap_or(0) < bytes {
+        force_buffer(s, libc::SO_RCVBUFFORCE, bytes);
+    }
+    if s.send_buffer_size().unwrap_or(0) < bytes {
+        force_buffer(s, libc::SO_SNDBUFFORCE, bytes);
+    }
+}
+
+#[allow(unsafe_code)]
+fn force_buffer(s: &Socket, option: libc::c_int, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket fd, a pointer to a live c_int and its exact size. Failure (no CAP_NET_ADMIN)
+    // leaves the earlier, smaller buffer in place, which is fine.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! TCP and TLS client connections (RFC 8656 §3.1): a byte stream carrying STUN messages and ChannelData
+//! (padded to four bytes), cut into frames here and handed to the core one by one.
+
+use crate::core::{ClientAddr, Transport};
+use rustls::ServerConnection;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+/// Most bytes buffered towards a slow client; past it relayed data is dropped, as a full UDP buffer would.
+const MAX_PENDING: usize = 1 << 20;
+/// The largest frame: a STUN message of maximum length with its header.
+const MAX_FRAME: usize = 65_535 + 20;
+
+/// One client connection.
+pub struct Conn {
+    /// The socket.
+    pub stream: mio::net::TcpStream,
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Index of the listener it came through.
+    pub listener: u16,
+    /// TLS state, for TLS listeners.
+    pub tls: Option<Box<ServerConnection>>,
+    /// Bytes received and not yet framed.
+    rbuf: Vec<u8>,
+    /// Bytes not yet written to the socket (plain TCP only; rustls buffers its own).
+    wbuf: Vec<u8>,
+    /// Last time a byte arrived, for the idle timeout.
+    pub last_read: std::time::Instant,
+    /// Whether WRITABLE interest is registered.
+    pub want_write: bool,
+}
+
+/// What a read produced.
+pub enum ReadOutcome {
+    /// Still open.
+    Open,
+    /// Closed by the peer, or broken.
+    Closed,
+}
+
+impl Conn {
+    /// A new connection.
+    pub fn new(
+        stream: mio::net::TcpStream,
+        addr: SocketAddr,
+        listener: u16,
+        tls: Option<Box<ServerConnection>>,
+        now: std::time::Instant,
+    ) -> Self {
+        Self {
+            stream,
+            addr,
+            listener,
+            tls,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            last_read: now,
+            want_write: false,
+        }
+    }
+
+    /// The client as the core knows it.
+    pub fn client(&self) -> ClientAddr {
+        ClientAddr {
+            transport: self.transport(),
+            addr: self.addr,
+            listener: self.listener,
+        }
+    }
+
+    /// TCP or TLS.
+    pub fn transport(&self) -> Transport {
+        if self.tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        }
+    }
+
+    /// Reads what is available into the frame buffer.
+    pub fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+        match self.tls.as_mut() {
+            None => read_plain(&mut self.stream, &mut self.rbuf, scratch),
+            Some(tls) => read_tls(&mut self.stream, tls, &mut self.rbuf, scratch),
+        }
+    }
+
+    /// The next complete frame, if any: call [`Conn::consume`] with its length after handling it.
+    pub fn next_frame(&self) -> Result<Option<&[u8]>, ()> {
+        let b = &self.rbuf;
+        if b.len() < 4 {
+            return Ok(None);
+        }
+        let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+        let total = match b[0] >> 6 {
+            0b00 => 20 + len,
+            0b01 => (4 + len + 3) & !3,
+            _ => return Err(()),
+        };
+        if total > MAX_FRAME + 3 {
+            return Err(());
+        }
+        Ok((b.len() >= total).then(|| &b[..total]))
+    }
+
+    /// Drops the first `n` bytes of the frame buffer.
+    pub fn consume(&mut self, n: usize) {
+        self.rbuf.drain(..n);
+    }
+
+    /// Queues `bytes` and writes what the socket takes. Returns false when the client is too slow and the
+    /// bytes were dropped.
+    pub fn send(&mut self, bytes: &[u8]) -> bool {
+        if self.pending() + bytes.len() > MAX_PENDING {
+            return false;
+        }
+        match self.tls.as_mut() {
+            Some(tls) => {
+                let _ = tls.writer().write_all(bytes);
+            }
+            None => self.wbuf.extend_from_slice(bytes),
+        }
+        self.flush();
+        true
+    }
+
+    /// Writes buffered bytes until the socket would block.
+    pub fn flush(&mut self) {
+        match self.tls.as_mut() {
+            Some(tls) => {
+                while tls.wants_write() {
+                    if tls.write_tls(&mut self.stream).is_err() {
+                        break;
+                    }
+                }
+            }
+            None => {
+                while !self.wbuf.is_empty() {
+                    match self.stream.write(&self.wbuf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            self.wbuf.drain(..n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        match self.tls.as_ref() {
+            Some(tls) if tls.wants_write() => MAX_PENDING / 2,
+            Some(_) => 0,
+            None => self.wbuf.len(),
+        }
+    }
+}
+
+fn read_plain(stream: &mut mio::net::TcpStream, rbuf: &mut Vec<u8>, scratch: &mut [u8]) -> ReadOutcome {
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return ReadOutcome::Closed,
+            Ok(n) => rbuf.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return ReadOutcome::Closed,
+        }
+        if rbuf.len() > 4 * MAX_FRAME {
+            // The core consumes frames between reads; this much unframed data means a broken client.
+            return ReadOutcome::Closed;
+        }
+    }
+}
+
+fn read_tls(
+    stream: &mut mio::net::TcpStream,
+    tls: &mut ServerConnection,
+    rbuf: &mut Vec<u8>,
+    scratch: &mut [u8],
+) -> ReadOutcome {
+    loop {
+        match tls.read_tls(stream) {
+            Ok(0) => return ReadOutcome::Closed,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return ReadOutcome::Closed,
+        }
+        if tls.process_new_packets().is_err() {
+            let _ = tls.write_tls(stream);
+            return ReadOutcome::Closed;
+        }
+        if drain_plaintext(tls, rbuf, scratch).is_err() {
+            return ReadOutcome::Closed;
+        }
+    }
+    while tls.wants_write() {
+        if tls.write_tls(stream).is_err() {
+            break;
+        }
+    }
+    ReadOutcome::Open
+}
+
+fn drain_plaintext(tls: &mut ServerConnection, rbuf: &mut Vec<u8>, scratch: &mut [u8]) -> Result<(), ()> {
+    loop {
+        match tls.reader().read(scratch) {
+            Ok(0) => return Ok(()),
+            Ok(n) => rbuf.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(()),
+        }
+        if rbuf.len() > 4 * MAX_FRAME {
+            return Err(());
+        }
+    }
+}
