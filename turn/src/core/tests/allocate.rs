@@ -21,7 +21,11 @@ pub fn allocate(w: &mut World, from: ClientAddr, creds: &mut Creds) -> Vec<u8> {
         assert_eq!(code(&r), 401);
         learn_nonce(creds, &r[0]);
     }
-    let (r, _) = w.send(from, &creds.request(ALLOCATE, &[&udp()]));
+    let (mut r, _) = w.send(from, &creds.request(ALLOCATE, &[&udp()]));
+    if code(&r) == 438 {
+        learn_nonce(creds, &r[0]);
+        r = w.send(from, &creds.request(ALLOCATE, &[&udp()])).0;
+    }
     assert_eq!(code(&r), 0, "allocation succeeds");
     r[0].clone()
 }

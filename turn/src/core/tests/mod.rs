@@ -2,5 +2,8 @@
 //! `stun-types`, and an in-memory set of relay sockets.
 
 mod allocate;
+mod auth;
 mod harness;
+mod props;
 mod relay;
+mod vectors;
