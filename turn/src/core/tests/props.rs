@@ -13,7 +13,7 @@ use turn_types::message::{CHANNEL_BIND, REFRESH};
 fn config(cases: u32) -> PropConfig {
     PropConfig {
         cases,
-        rng_seed: RngSeed::Fixed(0x6875_616c_75),
+        rng_seed: RngSeed::Fixed(0x0068_7561_6c75),
         failure_persistence: None,
         ..PropConfig::default()
     }
