@@ -17,6 +17,8 @@
 
 pub mod core;
 pub mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 mod setup;
 
 pub use driver::Relay;
