@@ -417,6 +417,13 @@ mod tests {
     }
 
     #[test]
+    fn example_config_loads_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/hualu.toml");
+        let c = Config::load(Some(&path), &[]).expect("configs/hualu.toml loads");
+        assert_eq!(c, Config::default(), "the example documents the defaults");
+    }
+
+    #[test]
     fn missing_file_is_an_error() {
         let err = Config::load(Some(Path::new("/nonexistent/hualu.toml")), &[]).expect_err("must fail");
         assert!(err.to_string().contains("does not exist"), "{err}");
