@@ -185,6 +185,7 @@ impl Server {
                 username: username.to_owned(),
             }),
             None => {
+                tracing::debug!(client = %from, "integrity check failed (wrong password?)");
                 self.stats.auth_failures += 1;
                 Err(self.challenge(from, msg, now, 401))
             }

@@ -20,9 +20,13 @@ pub const HEADROOM: usize = crate::core::HEADROOM;
 /// One slot: headroom, payload, and room for stream padding.
 const SLOT: usize = HEADROOM + MAX_DATAGRAM + 4;
 
+/// Control-message room per datagram: one SO_RXQ_OVFL cmsg (a u32), 8-byte aligned.
+const CTRL: usize = 32;
+
 /// Receive buffers for one batch.
 pub struct RecvBatch {
     bufs: Vec<u8>,
+    ctrl: Vec<[u64; CTRL / 8]>,
     addrs: Vec<libc::sockaddr_storage>,
     iovecs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
@@ -33,6 +37,7 @@ impl RecvBatch {
     pub fn new() -> Self {
         Self {
             bufs: vec![0; SLOT * BATCH],
+            ctrl: vec![[0; CTRL / 8]; BATCH],
             // SAFETY: all-zero is a valid value of these plain C structs.
             addrs: vec![unsafe { zeroed() }; BATCH],
             iovecs: vec![
@@ -44,6 +49,23 @@ impl RecvBatch {
             ],
             hdrs: vec![unsafe { zeroed() }; BATCH],
         }
+    }
+
+    /// The socket's running count of datagrams dropped for a full receive buffer, as the kernel reported it
+    /// with datagram `i` (SO_RXQ_OVFL); `None` when it reported none (no drop yet).
+    pub fn drops(&self, i: usize) -> Option<u32> {
+        let h = &self.hdrs[i].msg_hdr;
+        // SAFETY: `h` was filled by recvmmsg; the CMSG macros stay within msg_control..msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                    return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+                }
+                c = libc::CMSG_NXTHDR(h, c);
+            }
+        }
+        None
     }
 
     /// Receives up to [`BATCH`] datagrams from `fd` without blocking. Returns how many arrived; 0 means none
@@ -58,8 +80,8 @@ impl RecvBatch {
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iovecs[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = CTRL as _;
             h.msg_flags = 0;
             self.hdrs[i].msg_len = 0;
         }
@@ -318,6 +340,29 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(got, 5);
+    }
+
+    #[test]
+    fn kernel_drop_count_arrives_with_datagrams() {
+        let rx = super::super::sockets::relay_socket("127.0.0.1:0".parse().expect("addr"), 65_536).expect("bind");
+        let to = rx.local_addr().expect("addr");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for _ in 0..2000 {
+            let _ = tx.send_to(&[7u8; 1000], to);
+        }
+        let mut batch = RecvBatch::new();
+        while batch.recv(rx.as_raw_fd()).expect("recv") > 0 {}
+        tx.send_to(&[8u8; 10], to).expect("send");
+        let mut seen = None;
+        for _ in 0..100 {
+            let n = batch.recv(rx.as_raw_fd()).expect("recv");
+            if n > 0 {
+                seen = batch.drops(n - 1);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(seen.is_some_and(|d| d > 0), "drops reported: {seen:?}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub const DENIED_PEERS: &str = "hualu_turn_denied_peers_total";
 pub const QUOTA_REJECTIONS: &str = "hualu_turn_quota_rejections_total";
 /// Packets dropped, by `reason` (`no_permission`, `bandwidth`, `send_buffer`, `malformed`).
 pub const DROPPED_PACKETS: &str = "hualu_turn_dropped_packets_total";
-/// Datagrams the kernel dropped on the relay's UDP sockets (receive buffer full), from /proc/net/udp.
+/// Datagrams the kernel dropped on the relay's UDP sockets for a full receive buffer (SO_RXQ_OVFL).
 pub const SOCKET_RECEIVE_DROPS: &str = "hualu_turn_socket_receive_drops_total";
 /// Client connections over TCP and TLS, open now, by `transport`.
 pub const CONNECTIONS_ACTIVE: &str = "hualu_turn_connections_active";
@@ -32,11 +32,12 @@ pub const CONNECTIONS_ACTIVE: &str = "hualu_turn_connections_active";
 pub struct Publisher {
     last: Stats,
     last_send_drops: u64,
+    last_receive_drops: u64,
 }
 
 impl Publisher {
     /// Publishes what changed since the last call.
-    pub fn publish(&mut self, now: &Stats, send_drops: u64) {
+    pub fn publish(&mut self, now: &Stats, send_drops: u64, receive_drops: u64) {
         let last = std::mem::replace(&mut self.last, now.clone());
         for r in AllocateResult::ALL {
             let i = r as usize;
@@ -64,55 +65,17 @@ impl Publisher {
         counter!(DROPPED_PACKETS, "reason" => "malformed").increment(now.malformed - last.malformed);
         counter!(DROPPED_PACKETS, "reason" => "send_buffer").increment(send_drops - self.last_send_drops);
         self.last_send_drops = send_drops;
+        counter!(SOCKET_RECEIVE_DROPS).increment(receive_drops - self.last_receive_drops);
+        self.last_receive_drops = receive_drops;
     }
 }
 
 /// Sets the gauges that are global rather than per shard.
-pub fn publish_global(allocations: u32, socket_drops: Option<u64>) {
+pub fn publish_global(allocations: u32) {
     gauge!(ALLOCATIONS_ACTIVE).set(f64::from(allocations));
-    if let Some(d) = socket_drops {
-        counter!(SOCKET_RECEIVE_DROPS).absolute(d);
-    }
-}
-
-/// Sum of the `drops` column of /proc/net/udp and /proc/net/udp6 over sockets whose local port `ours` picks.
-pub fn udp_socket_drops(ours: impl Fn(u16) -> bool) -> Option<u64> {
-    let mut total = 0;
-    for path in ["/proc/net/udp", "/proc/net/udp6"] {
-        let text = std::fs::read_to_string(path).ok()?;
-        total += text
-            .lines()
-            .skip(1)
-            .filter_map(|l| parse_udp_line(l, &ours))
-            .sum::<u64>();
-    }
-    Some(total)
-}
-
-fn parse_udp_line(line: &str, ours: &impl Fn(u16) -> bool) -> Option<u64> {
-    let mut cols = line.split_whitespace();
-    let local = cols.nth(1)?;
-    let port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-    if !ours(port) {
-        return None;
-    }
-    line.split_whitespace().last()?.parse().ok()
 }
 
 /// Counts a client connection opening (`delta` 1) or closing (-1).
 pub fn connection(transport: Transport, delta: f64) {
     gauge!(CONNECTIONS_ACTIVE, "transport" => transport.label()).increment(delta);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_proc_net_udp_drops() {
-        let line = "  123: 0100007F:0D96 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 \
-                    4242 2 0000000000000000 17";
-        assert_eq!(parse_udp_line(line, &|p| p == 3478), Some(17));
-        assert_eq!(parse_udp_line(line, &|p| p == 3479), None);
-    }
 }

@@ -34,13 +34,14 @@ pub struct Relay {
     pub tcp: Vec<SocketAddr>,
     /// The TLS listener addresses.
     pub tls: Vec<SocketAddr>,
-    ports: (u16, u16),
 }
 
 impl Relay {
     /// Binds every listener on every shard and starts the shards.
     pub fn start(config: &Config) -> Result<Self, SetupError> {
         let t = &config.turn;
+        // Registers TURN method and attribute names, so logs say "CreatePermission" rather than "8".
+        turn_types::debug_init();
         if !t.has_credentials() {
             return Err(SetupError::NoCredentials);
         }
@@ -68,7 +69,6 @@ impl Relay {
             udp: vec![],
             tcp: vec![],
             tls: vec![],
-            ports: (t.min_port, t.max_port),
         };
         let seed: u64 = rand::random();
         let (now, unix) = (Instant::now(), hualu_common::clock::unix_now());
@@ -159,12 +159,9 @@ impl Relay {
         self.shared.total_allocations()
     }
 
-    /// Publishes the process-wide gauges: active allocations and kernel receive drops on our sockets.
+    /// Publishes the process-wide gauge of active allocations.
     pub fn publish_metrics(&self) {
-        let (min, max) = self.ports;
-        let listen: Vec<u16> = self.udp.iter().map(SocketAddr::port).collect();
-        let drops = metrics::udp_socket_drops(|p| listen.contains(&p) || (min..=max).contains(&p));
-        metrics::publish_global(self.allocations(), drops);
+        metrics::publish_global(self.allocations());
     }
 
     /// Stops every shard now, releasing all allocations.

@@ -16,6 +16,8 @@ pub const RELAY_TOKEN_BASE: usize = 1 << 32;
 pub struct Relays {
     registry: Registry,
     slab: Vec<Option<mio::net::UdpSocket>>,
+    /// The kernel's last reported receive-drop count of each socket.
+    drops: Vec<u32>,
     free: Vec<u32>,
     buffer: usize,
     /// Datagrams the kernel refused to take.
@@ -28,6 +30,7 @@ impl Relays {
         Self {
             registry,
             slab: Vec::new(),
+            drops: Vec::new(),
             free: Vec::new(),
             buffer,
             send_drops: 0,
@@ -37,6 +40,13 @@ impl Relays {
     /// The raw fd of a relay socket.
     pub fn fd(&self, relay: RelayHandle) -> Option<std::os::fd::RawFd> {
         self.slab.get(relay.0 as usize)?.as_ref().map(|s| s.as_raw_fd())
+    }
+
+    /// Takes the kernel's running drop count for `relay`; returns how many drops are new.
+    pub fn note_drops(&mut self, relay: RelayHandle, count: u32) -> u64 {
+        self.drops
+            .get_mut(relay.0 as usize)
+            .map_or(0, |last| u64::from(count.wrapping_sub(std::mem::replace(last, count))))
     }
 
     /// Sends `payload` from `relay` to `peer`.
@@ -55,9 +65,11 @@ impl RelaySockets for Relays {
             Some(i) => i,
             None => {
                 self.slab.push(None);
+                self.drops.push(0);
                 (self.slab.len() - 1) as u32
             }
         };
+        self.drops[index as usize] = 0;
         if let Err(e) = self.registry.register(
             &mut socket,
             Token(RELAY_TOKEN_BASE + index as usize),

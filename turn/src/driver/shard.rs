@@ -64,6 +64,9 @@ pub struct Shard {
     read_scratch: Vec<u8>,
     publisher: Publisher,
     send_drops: u64,
+    /// Datagrams the kernel dropped on our sockets, and each listener's last reported count.
+    receive_drops: u64,
+    listener_drops: Vec<u32>,
     stop: Arc<AtomicBool>,
 }
 
@@ -81,6 +84,7 @@ impl Shard {
                 .register(&mut l.socket, Token(STREAM_LISTENER_BASE + i), Interest::READABLE)?;
         }
         let relays = Relays::new(poll.registry().try_clone()?, init.relay_buffer);
+        let listener_drops = vec![0; udp.len()];
         Ok(Self {
             out: udp.iter().map(|_| SendBatch::new()).collect(),
             poll,
@@ -96,6 +100,8 @@ impl Shard {
             read_scratch: vec![0; 65_536],
             publisher: Publisher::default(),
             send_drops: 0,
+            receive_drops: 0,
+            listener_drops,
             stop: init.stop,
         })
     }
@@ -167,6 +173,10 @@ impl Shard {
                     self.relays.send(out.relay, out.peer, out.payload);
                 }
             }
+            if let Some(count) = n.checked_sub(1).and_then(|last| self.recv.drops(last)) {
+                let seen = std::mem::replace(&mut self.listener_drops[i], count);
+                self.receive_drops += u64::from(count.wrapping_sub(seen));
+            }
             self.flush(now);
             if n < BATCH {
                 return;
@@ -201,6 +211,9 @@ impl Shard {
                     poll: &self.poll,
                 };
                 out.deliver(tc.to, bytes);
+            }
+            if let Some(count) = n.checked_sub(1).and_then(|last| self.recv.drops(last)) {
+                self.receive_drops += self.relays.note_drops(relay, count);
             }
             if n < BATCH {
                 return;
@@ -336,8 +349,11 @@ impl Shard {
         for i in idle {
             self.close_conn(i);
         }
-        self.publisher
-            .publish(self.server.stats(), self.send_drops + self.relays.send_drops);
+        self.publisher.publish(
+            self.server.stats(),
+            self.send_drops + self.relays.send_drops,
+            self.receive_drops,
+        );
     }
 }
 
