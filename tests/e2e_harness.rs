@@ -77,3 +77,30 @@ fn port_blocks_held_at_once_do_not_overlap() {
         "the peer's RTCP port is inside the relay range"
     );
 }
+
+#[test]
+fn generated_config_has_the_spec() {
+    use common::server::hualu_toml;
+    let block = PortBlock::claim();
+    let spec = common::ServerSpec {
+        max_allocations_per_user: Some(2),
+        allow_loopback_peers: false,
+        ..common::ServerSpec::default().rest_secret("s3cret-s3cret-s3cret").tls()
+    };
+    let toml = hualu_toml(&spec, &block);
+    let (min, max) = block.relay_range();
+    for line in [
+        "dev = true".to_string(),
+        format!("udp_port = {}", block.port(Service::Turn)),
+        format!("tls_port = {}", block.port(Service::Tls)),
+        format!("min_port = {min}"),
+        format!("max_port = {max}"),
+        "allow_peers = []".to_string(),
+        "rest_secrets = [\"s3cret-s3cret-s3cret\"]".to_string(),
+        format!("{} = \"{}\"", common::USER, common::PASSWORD),
+        "max_allocations_per_user = 2".to_string(),
+    ] {
+        assert!(toml.lines().any(|l| l == line), "{line:?} missing from\n{toml}");
+    }
+    assert!(!toml.contains("max_allocations = "), "unset quotas keep the defaults");
+}

@@ -48,6 +48,12 @@ pub fn assert_relayed_without_loss(server: &Server, client: &Uclient) -> ToolOut
     let load = ports::LockFile::take("load", Duration::from_secs(240));
     let out = client.run();
     drop(load);
+    assert_no_loss(server, client, &out);
+    out
+}
+
+/// The checks of [`assert_relayed_without_loss`] on the output of a `client` run already done.
+pub fn assert_no_loss(server: &Server, client: &Uclient, out: &ToolOutput) {
     let context = || format!("{out}\n{}", server.log_tail(30));
     assert!(out.success(), "uclient failed\n{}", context());
     let summary = out
@@ -62,7 +68,6 @@ pub fn assert_relayed_without_loss(server: &Server, client: &Uclient) -> ToolOut
         let labels = [("direction", direction), ("transport", client.transport())];
         server.wait_counter("hualu_turn_relayed_packets_total", &labels, expected as f64);
     }
-    out
 }
 
 /// Asserts that `out` is uclient giving up on bad credentials for the right reason: it exited non-zero after

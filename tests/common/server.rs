@@ -54,6 +54,8 @@ pub struct ServerSpec {
     pub max_allocations_per_user: Option<u32>,
     /// Whether the TLS listener runs (with a `dev = true` self-signed certificate).
     pub tls: bool,
+    /// `turn.drain_deadline_secs`: how long allocations keep running after SIGTERM.
+    pub drain_deadline_secs: u32,
 }
 
 impl Default for ServerSpec {
@@ -66,6 +68,7 @@ impl Default for ServerSpec {
             max_allocations: None,
             max_allocations_per_user: None,
             tls: false,
+            drain_deadline_secs: 1,
         }
     }
 }
@@ -191,6 +194,34 @@ impl Server {
         );
     }
 
+    /// Sends SIGTERM (through `sh`'s `kill`: std has no signal API), which starts a drain.
+    pub fn terminate(&self) {
+        let pid = self.child.id();
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status()
+            .expect("run sh -c kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit; its exit code (`None`: killed by a signal), or `Err` with
+    /// the log when it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, String> {
+        let polls = timeout.as_millis() / 100 + 1;
+        for _ in 0..polls {
+            if let Some(status) = self.child.try_wait().expect("poll the server") {
+                return Ok(status.code());
+            }
+            sleep(Duration::from_millis(100));
+        }
+        Err(self.log_tail(30))
+    }
+
+    /// The status `/readyz` answers, if it answers.
+    pub fn readyz(&self) -> Option<u16> {
+        http::get(self.metrics_addr(), "/readyz").map(|r| r.status)
+    }
+
     fn wait_ready(&mut self) {
         let polls = READY_TIMEOUT.as_millis() / 100;
         for _ in 0..polls {
@@ -241,54 +272,55 @@ fn hualu_command(spec: &ServerSpec, block: &PortBlock, dir: &Path) -> (String, V
 /// The TOML config for `spec` on `block`.
 pub fn hualu_toml(spec: &ServerSpec, block: &PortBlock) -> String {
     let (min_port, max_port) = block.relay_range();
+    let turn_port = block.port(Service::Turn);
     let tls_port = if spec.tls { block.port(Service::Tls) } else { 0 };
-    let mut t = String::new();
-    // A self-signed certificate for the TLS listener; every credential below is explicit.
-    let _ = writeln!(t, "dev = {}\n", spec.tls);
-    let _ = writeln!(t, "[log]\nlevel = \"info\"\n");
-    let _ = writeln!(
-        t,
-        "[metrics]\nlisten = \"127.0.0.1:{}\"\n",
-        block.port(Service::Metrics)
-    );
-    let _ = writeln!(t, "[turn]\nrealm = \"{REALM}\"\nlisten_ips = [\"127.0.0.1\"]");
-    let _ = writeln!(
-        t,
-        "udp_port = {0}\ntcp_port = {0}\ntls_port = {tls_port}",
-        block.port(Service::Turn)
-    );
-    let _ = writeln!(
-        t,
-        "relay_ip = \"127.0.0.1\"\nmin_port = {min_port}\nmax_port = {max_port}"
-    );
-    // Two event loops whatever the machine, so each shard's share of the relay range is the same everywhere.
-    let _ = writeln!(t, "shards = 2\ndrain_deadline_secs = 1");
-    // Every uclient client starts with an unauthenticated Allocate from 127.0.0.1: the load tests measure
-    // relaying, not the per-IP limit on 401 answers.
-    let _ = writeln!(t, "unauth_rate_per_sec = 100000\nunauth_burst = 100000");
-    let _ = writeln!(t, "rest_secrets = {}", toml_strings(&spec.rest_secrets));
-    let allow: Vec<String> = if spec.allow_loopback_peers {
-        vec!["127.0.0.0/8".into()]
+    let metrics_port = block.port(Service::Metrics);
+    let rest_secrets = toml_strings(&spec.rest_secrets);
+    let allow_peers = toml_strings(if spec.allow_loopback_peers {
+        &["127.0.0.0/8"]
     } else {
-        vec![]
-    };
-    let _ = writeln!(t, "allow_peers = {}\n", toml_strings(&allow));
-    let _ = writeln!(t, "[turn.users]");
-    for (name, password) in &spec.users {
-        let _ = writeln!(t, "{name} = \"{password}\"");
-    }
-    let _ = writeln!(t, "\n[turn.quota]");
-    if let Some(n) = spec.max_allocations {
-        let _ = writeln!(t, "max_allocations = {n}");
-    }
-    if let Some(n) = spec.max_allocations_per_user {
-        let _ = writeln!(t, "max_allocations_per_user = {n}");
-    }
-    t
+        &[]
+    });
+    let users: String = spec.users.iter().map(|(u, p)| format!("{u} = \"{p}\"\n")).collect();
+    let quota_line = |key: &str, value: Option<u32>| value.map(|n| format!("{key} = {n}\n")).unwrap_or_default();
+    let quotas = quota_line("max_allocations", spec.max_allocations)
+        + &quota_line("max_allocations_per_user", spec.max_allocations_per_user);
+    // `dev = true` only for the self-signed TLS certificate: every credential is explicit. Two shards whatever the
+    // machine, so each shard's share of the relay range is the same everywhere.
+    format!(
+        r#"dev = {dev}
+
+[log]
+level = "info"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[turn]
+realm = "{REALM}"
+listen_ips = ["127.0.0.1"]
+udp_port = {turn_port}
+tcp_port = {turn_port}
+tls_port = {tls_port}
+relay_ip = "127.0.0.1"
+min_port = {min_port}
+max_port = {max_port}
+shards = 2
+drain_deadline_secs = {drain}
+rest_secrets = {rest_secrets}
+allow_peers = {allow_peers}
+
+[turn.users]
+{users}
+[turn.quota]
+{quotas}"#,
+        dev = spec.tls,
+        drain = spec.drain_deadline_secs,
+    )
 }
 
-fn toml_strings(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
+fn toml_strings<S: AsRef<str>>(items: &[S]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("\"{}\"", s.as_ref())).collect();
     format!("[{}]", quoted.join(", "))
 }
 
