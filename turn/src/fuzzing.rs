@@ -65,6 +65,14 @@ impl RelaySockets for Sockets {
         Ok(RelayHandle(self.0))
     }
 
+    fn open_tcp(&mut self, addr: SocketAddr) -> std::io::Result<RelayHandle> {
+        self.open(addr)
+    }
+
+    fn connect(&mut self, _: RelayHandle, _: SocketAddr, _: SocketAddr, _: u32) {}
+
+    fn close_connection(&mut self, _: u32) {}
+
     fn close(&mut self, _: RelayHandle) {}
 }
 

@@ -1,6 +1,7 @@
 //! One allocation (RFC 8656 §2.2): its relay socket, lifetime, permissions and channels.
 
 use super::limit::ByteBucket;
+use super::reply::RequestRef;
 use super::types::{AllocationId, ClientAddr, RelayHandle};
 use ahash::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -52,6 +53,14 @@ pub struct Allocation {
     pub channel_of_peer: HashMap<SocketAddr, u16>,
     /// Relayed-bytes budget.
     pub budget: ByteBucket,
+    /// A TCP allocation (RFC 6062): the relay socket is a TCP listener.
+    pub tcp: bool,
+    /// TCP peer connections by id, established and waiting for (or past) their ConnectionBind.
+    pub connections: HashMap<u32, SocketAddr>,
+    /// The connection id of each TCP peer, to refuse a second Connect to it (446).
+    pub peers: HashMap<SocketAddr, u32>,
+    /// Connects under way: the request to answer and the peer.
+    pub connecting: HashMap<u32, (RequestRef, SocketAddr)>,
 }
 
 impl Allocation {

@@ -42,6 +42,7 @@ mod reply;
 mod request;
 mod shared;
 mod stats;
+mod tcp;
 mod types;
 
 #[cfg(test)]
@@ -51,6 +52,7 @@ pub use auth::Authenticator;
 pub use policy::PeerPolicy;
 pub use shared::{CoreConfig, Shared};
 pub use stats::{AllocateResult, Stats};
+pub use tcp::Event;
 pub use types::{AllocationId, ClientAddr, Framed, RelayHandle, ToClient, ToPeer, Transmit, Transport};
 
 use ahash::HashMap;
@@ -73,6 +75,14 @@ const RESERVATION: Duration = Duration::from_secs(30);
 pub trait RelaySockets {
     /// Binds a UDP relay socket on `addr`.
     fn open(&mut self, addr: SocketAddr) -> std::io::Result<RelayHandle>;
+    /// Listens for TCP peers on `addr`: the relayed address of a TCP allocation (RFC 6062). The listener must
+    /// let [`RelaySockets::connect`] bind the same address.
+    fn open_tcp(&mut self, addr: SocketAddr) -> std::io::Result<RelayHandle>;
+    /// Opens TCP connection `id` from `local` (a TCP allocation's address) to `peer`, then reports with
+    /// [`Server::handle_peer_connected`].
+    fn connect(&mut self, relay: RelayHandle, local: SocketAddr, peer: SocketAddr, id: u32);
+    /// Closes TCP peer connection `id`, if the driver still holds it unbound.
+    fn close_connection(&mut self, id: u32);
     /// Closes a relay socket.
     fn close(&mut self, relay: RelayHandle);
 }
@@ -85,6 +95,7 @@ pub struct Server {
     by_client: HashMap<ClientAddr, RelayHandle>,
     limiter: SourceLimiter,
     transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
     scratch: Vec<u8>,
     rng: StdRng,
     next_id: u64,
@@ -104,6 +115,7 @@ impl Server {
             by_client: HashMap::default(),
             limiter,
             transmits: VecDeque::new(),
+            events: VecDeque::new(),
             scratch: vec![0; 65_600],
             rng: StdRng::seed_from_u64(seed ^ index as u64),
             next_id: (index as u64) << 48,
@@ -195,6 +207,7 @@ impl Server {
             self.remove_allocation(h, "expired", relays);
         }
         self.shared.expire_reservations(now);
+        self.expire_connections(now, relays);
     }
 
     /// A stream client went away: its allocation goes with it (RFC 8656 §3.1).
@@ -259,6 +272,7 @@ impl Server {
         };
         self.by_client.remove(&a.client);
         self.shared.release_quota(&a.quota_user);
+        self.drop_connections(&a, relays);
         tracing::debug!(allocation = %a.id, user = %a.quota_user, why, "allocation removed");
         relays.close(a.relay);
         self.shared.give_back_port(a.local);

@@ -6,8 +6,8 @@ use stun_types::attribute::{
     Software, UnknownAttributes, XorMappedAddress,
 };
 use stun_types::message::{
-    IntegrityAlgorithm, IntegrityKey, Message, MessageWrite, MessageWriteExt, MessageWriteMutSlice, MessageWriteVec,
-    TransactionId,
+    IntegrityAlgorithm, IntegrityKey, Message, MessageClass, MessageType, MessageWrite, MessageWriteExt,
+    MessageWriteMutSlice, MessageWriteVec, Method, TransactionId,
 };
 use stun_types::prelude::*;
 use turn_types::attribute::{Data, XorPeerAddress};
@@ -18,7 +18,27 @@ const SOFTWARE: &str = concat!("hualu-turn ", env!("CARGO_PKG_VERSION"));
 /// Signs a response: with the key of an authenticated request, or not at all.
 pub type Signer<'k> = Option<(&'k IntegrityKey, IntegrityAlgorithm)>;
 
-/// A response under construction.
+/// What an answer needs of its request, kept when the answer comes later (Connect waits for the TCP
+/// connection to the peer).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRef {
+    method: Method,
+    txid: TransactionId,
+    fingerprint: bool,
+}
+
+impl RequestRef {
+    /// The parts of `req` an answer echoes.
+    pub fn of(req: &Message<'_>) -> Self {
+        Self {
+            method: req.method(),
+            txid: req.transaction_id(),
+            fingerprint: req.has_attribute(Fingerprint::TYPE),
+        }
+    }
+}
+
+/// A response or indication under construction.
 pub struct Reply {
     w: MessageWriteVec,
     txid: TransactionId,
@@ -28,24 +48,45 @@ pub struct Reply {
 impl Reply {
     /// A success response to `req`.
     pub fn success(req: &Message<'_>) -> Self {
-        Self::start(req, Message::builder_success(req, MessageWriteVec::with_capacity(128)))
+        Self::success_to(RequestRef::of(req))
     }
 
     /// An error response to `req` with `code`.
     pub fn error(req: &Message<'_>, code: u16) -> Self {
-        let mut r = Self::start(req, Message::builder_error(req, MessageWriteVec::with_capacity(128)));
+        Self::error_to(RequestRef::of(req), code)
+    }
+
+    /// A success response to a request answered later.
+    pub fn success_to(req: RequestRef) -> Self {
+        Self::start(req, MessageClass::Success)
+    }
+
+    /// An error response to a request answered later.
+    pub fn error_to(req: RequestRef, code: u16) -> Self {
+        let mut r = Self::start(req, MessageClass::Error);
         if let Ok(e) = ErrorCode::builder(code).reason(reason(code)).build() {
             r.add(&e);
         }
         r
     }
 
-    fn start(req: &Message<'_>, w: MessageWriteVec) -> Self {
-        let fingerprint = req.has_attribute(Fingerprint::TYPE);
+    /// An indication of `method` (a fresh transaction id, no fingerprint).
+    pub fn indication(method: Method) -> Self {
+        let req = RequestRef {
+            method,
+            txid: TransactionId::generate(),
+            fingerprint: false,
+        };
+        Self::start(req, MessageClass::Indication)
+    }
+
+    fn start(req: RequestRef, class: MessageClass) -> Self {
+        let mtype = MessageType::from_class_method(class, req.method);
+        let w = Message::builder(mtype, req.txid, MessageWriteVec::with_capacity(128));
         let mut r = Self {
             w,
-            txid: req.transaction_id(),
-            fingerprint,
+            txid: req.txid,
+            fingerprint: req.fingerprint,
         };
         if let Ok(s) = Software::new(SOFTWARE) {
             r.add(&s);
@@ -137,6 +178,8 @@ pub fn reason(code: u16) -> &'static str {
         441 => "Wrong Credentials",
         442 => "Unsupported Transport Protocol",
         443 => "Peer Address Family Mismatch",
+        446 => "Connection Already Exists",
+        447 => "Connection Timeout or Failure",
         486 => "Allocation Quota Reached",
         508 => "Insufficient Capacity",
         _ => "Server Error",

@@ -10,13 +10,14 @@ use stun_types::attribute::*;
 use stun_types::message::{IntegrityAlgorithm, IntegrityKey, Message, MessageClass, BINDING};
 use stun_types::AddressFamily;
 use turn_types::attribute::{
-    ChannelNumber, Data, DontFragment, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
+    ChannelNumber, ConnectionId, Data, DontFragment, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
     ReservationToken, XorPeerAddress, XorRelayedAddress,
 };
-use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
+use turn_types::message::{ALLOCATE, CHANNEL_BIND, CONNECT, CONNECTION_BIND, CREATE_PERMISSION, REFRESH, SEND};
 
 /// Comprehension-required attributes this server understands; any other one gets 420 (RFC 8489 §6.3.1).
-const KNOWN: [AttributeType; 15] = [
+const KNOWN: [AttributeType; 16] = [
+    ConnectionId::TYPE,
     ReservationToken::TYPE,
     Username::TYPE,
     MessageIntegrity::TYPE,
@@ -81,7 +82,16 @@ impl Server {
                 r.finish(None)
             });
         }
-        if ![ALLOCATE, REFRESH, CREATE_PERMISSION, CHANNEL_BIND].contains(&method) {
+        if ![
+            ALLOCATE,
+            REFRESH,
+            CREATE_PERMISSION,
+            CHANNEL_BIND,
+            CONNECT,
+            CONNECTION_BIND,
+        ]
+        .contains(&method)
+        {
             return self.unauthenticated(from, now, || Reply::error(msg, 400).finish(None));
         }
         let unknown = unknown_required(msg);
@@ -108,6 +118,8 @@ impl Server {
             ALLOCATE => self.allocate(from, msg, &authed, now, relays),
             REFRESH => self.refresh(from, msg, now, relays),
             CREATE_PERMISSION => self.create_permission(from, msg, now),
+            CONNECT => self.connect(from, msg, relays)?,
+            CONNECTION_BIND => self.connection_bind(from, msg, &authed.username),
             _ => self.channel_bind(from, msg, now),
         };
         Some(reply.finish(Some((&authed.key, authed.algorithm))))
@@ -219,10 +231,11 @@ impl Server {
             }
             return self.reject(msg, 437);
         }
-        let request = match AllocateRequest::parse(msg, self.shared.config.relay_ip6.is_some()) {
-            Ok(r) => r,
-            Err(code) => return self.reject(msg, code),
-        };
+        let request =
+            match AllocateRequest::parse(msg, self.shared.config.relay_ip6.is_some(), from.transport.is_stream()) {
+                Ok(r) => r,
+                Err(code) => return self.reject(msg, code),
+            };
         let quota_user = self.shared.auth.quota_user(&authed.username).to_owned();
         if let Err(q) = self.shared.take_quota(&quota_user) {
             self.stats.quota_rejections += 1;
@@ -236,7 +249,8 @@ impl Server {
             return Reply::error(msg, 508);
         };
         let lifetime = self.lifetime(msg);
-        let alloc = self.new_allocation(from, relay, local, quota_user, authed, msg, now, lifetime);
+        let mut alloc = self.new_allocation(from, relay, local, quota_user, authed, msg, now, lifetime);
+        alloc.tcp = request.tcp;
         let reply = allocate_success(msg, &alloc, reserved, now);
         tracing::debug!(allocation = %alloc.id, client = %from, relay = %alloc.relay_addr, user = %alloc.quota_user, "allocated");
         self.by_client.insert(from, relay);
@@ -278,6 +292,10 @@ impl Server {
             channels: Default::default(),
             channel_of_peer: Default::default(),
             budget: ByteBucket::new(self.shared.config.bandwidth_bytes_per_sec, now),
+            tcp: false,
+            connections: Default::default(),
+            peers: Default::default(),
+            connecting: Default::default(),
         }
     }
 
@@ -307,7 +325,12 @@ impl Server {
         for _ in 0..8 {
             let port = self.shared.take_port(request.ipv6, even, pair, &mut self.rng)?;
             let addr = SocketAddr::new(ip, port);
-            match relays.open(addr) {
+            let opened = if request.tcp {
+                relays.open_tcp(addr)
+            } else {
+                relays.open(addr)
+            };
+            match opened {
                 Ok(relay) if pair => {
                     let token = rand::Rng::random::<u64>(&mut self.rng);
                     self.shared
@@ -461,7 +484,7 @@ impl Server {
     }
 
     /// The peer's family must match the relay's (443), and the policy must allow it (403).
-    fn check_peer(&mut self, relay: RelayHandle, peer: SocketAddr) -> Result<(), u16> {
+    pub(super) fn check_peer(&mut self, relay: RelayHandle, peer: SocketAddr) -> Result<(), u16> {
         let Some(a) = self.allocations.get(&relay) else {
             return Err(437);
         };
@@ -476,7 +499,7 @@ impl Server {
         Ok(())
     }
 
-    fn reject(&mut self, msg: &Message<'_>, code: u16) -> Reply {
+    pub(super) fn reject(&mut self, msg: &Message<'_>, code: u16) -> Reply {
         tracing::debug!(method = %msg.method(), code, "request rejected");
         tracing::trace!(%msg, "rejected request");
         if msg.method() == ALLOCATE {
@@ -489,21 +512,30 @@ impl Server {
 /// What an Allocate asks for, checked (RFC 8656 §7.2).
 struct AllocateRequest {
     ipv6: bool,
+    /// A TCP allocation (RFC 6062).
+    tcp: bool,
     /// `Some(reserve_next)` for EVEN-PORT.
     even_port: Option<bool>,
     reservation: Option<u64>,
 }
 
 impl AllocateRequest {
-    fn parse(msg: &Message<'_>, ipv6_offered: bool) -> Result<Self, u16> {
+    fn parse(msg: &Message<'_>, ipv6_offered: bool, stream: bool) -> Result<Self, u16> {
         let transport = msg.attribute::<RequestedTransport>().map_err(|_| 400u16)?;
-        if transport.protocol() != RequestedTransport::UDP {
-            return Err(442);
-        }
+        let tcp = match transport.protocol() {
+            RequestedTransport::UDP => false,
+            // RFC 6062 §5.1: TCP relays only for clients on TCP or TLS.
+            RequestedTransport::TCP if stream => true,
+            RequestedTransport::TCP => return Err(400),
+            _ => return Err(442),
+        };
         let family = msg.attribute::<RequestedAddressFamily>().ok().map(|f| f.family());
         let even_port = msg.attribute::<EvenPort>().ok().map(|e| e.requested());
         let reservation = msg.attribute::<ReservationToken>().ok().map(|t| t.token());
         if reservation.is_some() && (even_port.is_some() || family.is_some()) {
+            return Err(400);
+        }
+        if tcp && (reservation.is_some() || even_port.is_some() || msg.has_attribute(DontFragment::TYPE)) {
             return Err(400);
         }
         let ipv6 = family == Some(AddressFamily::IPV6);
@@ -512,6 +544,7 @@ impl AllocateRequest {
         }
         Ok(Self {
             ipv6,
+            tcp,
             even_port,
             reservation,
         })
@@ -530,7 +563,7 @@ fn allocate_success(msg: &Message<'_>, a: &Allocation, reservation: Option<u64>,
     r
 }
 
-fn normalised(addr: SocketAddr) -> SocketAddr {
+pub(super) fn normalised(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(policy::normalise(addr.ip()), addr.port())
 }
 

@@ -59,6 +59,8 @@ pub struct Shared {
     per_user: Mutex<HashMap<String, u32>>,
     draining: AtomicBool,
     ports: Mutex<Ports>,
+    /// TCP peer connections (RFC 6062) waiting for their ConnectionBind: id to (username, deadline).
+    connections: Mutex<HashMap<u32, (String, Instant)>>,
 }
 
 /// Relay ports of both families, and the ports held back by EVEN-PORT reservations. Process-wide because the
@@ -86,6 +88,7 @@ impl Shared {
             total: AtomicU32::new(0),
             per_user: Mutex::new(HashMap::default()),
             draining: AtomicBool::new(false),
+            connections: Mutex::new(HashMap::default()),
             ports: Mutex::new(Ports {
                 v4: PortPool::new(config.min_port, config.max_port),
                 v6: PortPool::new(config.min_port, config.max_port),
@@ -136,6 +139,43 @@ impl Shared {
             let pool = if addr.is_ipv6() { &mut p.v6 } else { &mut p.v4 };
             pool.give_back(addr.port());
         }
+    }
+
+    /// Registers TCP peer connection `id`, to be bound by `username` before `deadline`.
+    pub fn register_connection(&self, id: u32, username: &str, deadline: Instant) {
+        let mut c = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        c.insert(id, (username.to_owned(), deadline));
+    }
+
+    /// Takes connection `id` for a ConnectionBind by `username`; false when unknown or another user's.
+    pub fn redeem_connection(&self, id: u32, username: &str) -> bool {
+        let mut c = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        match c.get(&id) {
+            Some((owner, _)) if owner == username => c.remove(&id).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Forgets connection `id`; true when it was still waiting for its ConnectionBind.
+    pub fn forget_connection(&self, id: u32) -> bool {
+        let mut c = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        c.remove(&id).is_some()
+    }
+
+    /// Whether `id` is waiting for a ConnectionBind.
+    pub fn connection_known(&self, id: u32) -> bool {
+        let c = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        c.contains_key(&id)
+    }
+
+    /// Removes and returns the connections whose deadline passed.
+    pub fn expire_connections(&self, now: Instant) -> Vec<u32> {
+        let mut c = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let lapsed: Vec<u32> = c.iter().filter(|(_, (_, t))| *t <= now).map(|(id, _)| *id).collect();
+        for id in &lapsed {
+            c.remove(id);
+        }
+        lapsed
     }
 
     /// Stop taking allocations.

@@ -24,6 +24,8 @@ pub const QUOTA_REJECTIONS: &str = "hualu_turn_quota_rejections_total";
 pub const DROPPED_PACKETS: &str = "hualu_turn_dropped_packets_total";
 /// Datagrams the kernel dropped on the relay's UDP sockets for a full receive buffer (SO_RXQ_OVFL).
 pub const SOCKET_RECEIVE_DROPS: &str = "hualu_turn_socket_receive_drops_total";
+/// Bytes spliced through TCP allocations (RFC 6062), by `direction` (`to_peer`, `to_client`).
+pub const TCP_RELAYED_BYTES: &str = "hualu_turn_tcp_relayed_bytes_total";
 /// Client connections over TCP and TLS, open now, by `transport`.
 pub const CONNECTIONS_ACTIVE: &str = "hualu_turn_connections_active";
 
@@ -33,11 +35,15 @@ pub struct Publisher {
     last: Stats,
     last_send_drops: u64,
     last_receive_drops: u64,
+    last_tcp: [u64; 2],
 }
 
 impl Publisher {
     /// Publishes what changed since the last call.
-    pub fn publish(&mut self, now: &Stats, send_drops: u64, receive_drops: u64) {
+    pub fn publish(&mut self, now: &Stats, send_drops: u64, receive_drops: u64, tcp: [u64; 2]) {
+        counter!(TCP_RELAYED_BYTES, "direction" => "to_peer").increment(tcp[0] - self.last_tcp[0]);
+        counter!(TCP_RELAYED_BYTES, "direction" => "to_client").increment(tcp[1] - self.last_tcp[1]);
+        self.last_tcp = tcp;
         let last = std::mem::replace(&mut self.last, now.clone());
         for r in AllocateResult::ALL {
             let i = r as usize;

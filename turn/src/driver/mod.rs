@@ -27,6 +27,7 @@ use std::time::Instant;
 pub struct Relay {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
+    parked: relays::Parked,
     threads: Vec<JoinHandle<()>>,
     /// The UDP listener addresses.
     pub udp: Vec<SocketAddr>,
@@ -65,6 +66,7 @@ impl Relay {
         let mut relay = Relay {
             shared,
             stop,
+            parked: Default::default(),
             threads: Vec::new(),
             udp: vec![],
             tcp: vec![],
@@ -145,6 +147,7 @@ impl Relay {
             tls,
             relay_buffer,
             stop: self.stop.clone(),
+            parked: self.parked.clone(),
         })
     }
 

@@ -3,8 +3,9 @@
 
 use super::batch::{RecvBatch, SendBatch, BATCH, HEADROOM};
 use super::metrics::Publisher;
-use super::relays::{Relays, RELAY_TOKEN_BASE};
+use super::relays::{Parked, RelaySocket, Relays, CONNECT_TOKEN_BASE, RELAY_TOKEN_BASE};
 use super::stream::{Conn, ReadOutcome};
+use crate::core::Event;
 use crate::core::{ClientAddr, Framed, RelayHandle, Server, Transport};
 use ahash::HashMap;
 use mio::net::{TcpListener, UdpSocket};
@@ -15,10 +16,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod tcp_relay;
+
 /// Tokens of stream listeners start here; UDP listeners use 0..STREAM_LISTENER_BASE.
 const STREAM_LISTENER_BASE: usize = 1 << 16;
 /// Tokens of client connections start here.
 const CONN_TOKEN_BASE: usize = 1 << 40;
+/// Tokens of peer connections spliced to a client connection (RFC 6062): this plus the client's index.
+const PIPE_TOKEN_BASE: usize = 1 << 44;
 /// A connection that holds no allocation is closed after this long without input.
 const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(30);
 /// Most client connections per shard.
@@ -46,6 +51,8 @@ pub struct ShardInit {
     pub relay_buffer: usize,
     /// Set to stop the shard.
     pub stop: Arc<AtomicBool>,
+    /// TCP peer connections waiting for a ConnectionBind, shared by all shards.
+    pub parked: Parked,
 }
 
 /// A running shard's state.
@@ -67,6 +74,8 @@ pub struct Shard {
     /// Datagrams the kernel dropped on our sockets, and each listener's last reported count.
     receive_drops: u64,
     listener_drops: Vec<u32>,
+    /// Bytes spliced through TCP allocations: client to peer, peer to client.
+    tcp_relayed: [u64; 2],
     stop: Arc<AtomicBool>,
 }
 
@@ -83,7 +92,7 @@ impl Shard {
             poll.registry()
                 .register(&mut l.socket, Token(STREAM_LISTENER_BASE + i), Interest::READABLE)?;
         }
-        let relays = Relays::new(poll.registry().try_clone()?, init.relay_buffer);
+        let relays = Relays::new(poll.registry().try_clone()?, init.relay_buffer, init.parked);
         let listener_drops = vec![0; udp.len()];
         Ok(Self {
             out: udp.iter().map(|_| SendBatch::new()).collect(),
@@ -102,6 +111,7 @@ impl Shard {
             send_drops: 0,
             receive_drops: 0,
             listener_drops,
+            tcp_relayed: [0; 2],
             stop: init.stop,
         })
     }
@@ -137,8 +147,12 @@ impl Shard {
 
     fn dispatch(&mut self, ev: &mio::event::Event, now: Instant) {
         let t = ev.token().0;
-        if t >= CONN_TOKEN_BASE {
+        if t >= PIPE_TOKEN_BASE {
+            self.on_pipe_peer(t - PIPE_TOKEN_BASE, ev.is_writable(), now);
+        } else if t >= CONN_TOKEN_BASE {
             self.on_conn(t - CONN_TOKEN_BASE, ev.is_writable(), now);
+        } else if t >= CONNECT_TOKEN_BASE {
+            self.on_connected((t - CONNECT_TOKEN_BASE) as u32, now);
         } else if t >= RELAY_TOKEN_BASE {
             self.on_relay(RelayHandle((t - RELAY_TOKEN_BASE) as u32), now);
         } else if t >= STREAM_LISTENER_BASE {
@@ -186,6 +200,9 @@ impl Shard {
 
     /// Datagrams from peers on a relay socket.
     fn on_relay(&mut self, relay: RelayHandle, now: Instant) {
+        if matches!(self.relays.get(relay), Some(RelaySocket::Tcp(_))) {
+            return self.on_tcp_peer_accept(relay, now);
+        }
         let Some(fd) = self.relays.fd(relay) else {
             return;
         };
@@ -222,7 +239,10 @@ impl Shard {
     }
 
     /// Sends control messages the core queued, and the UDP batches.
-    fn flush(&mut self, _now: Instant) {
+    fn flush(&mut self, now: Instant) {
+        for (relay, id) in std::mem::take(&mut self.relays.failed_connects) {
+            self.server.handle_peer_connected(relay, id, false, now);
+        }
         while let Some(t) = self.server.poll_transmit() {
             let mut out = Outbound {
                 udp: &self.udp,
@@ -304,7 +324,11 @@ impl Shard {
         }
         let outcome = conn.read(&mut self.read_scratch);
         conn.last_read = now;
+        if conn.pipe.is_some() {
+            return self.pipe_client_input(idx, outcome);
+        }
         let from = conn.client();
+        let mut bind = None;
         let broken = loop {
             match conn.next_frame() {
                 Ok(Some(frame)) => {
@@ -313,13 +337,21 @@ impl Shard {
                         self.relays.send(out.relay, out.peer, out.payload);
                     }
                     conn.consume(len);
+                    if let Some(Event::Bind { id, .. }) = self.server.poll_event() {
+                        bind = Some(id);
+                        break false;
+                    }
                 }
                 Ok(None) => break false,
                 Err(()) => break true,
             }
         };
         if broken || matches!(outcome, ReadOutcome::Closed) {
-            self.close_conn(idx);
+            return self.close_conn(idx);
+        }
+        if let Some(id) = bind {
+            self.flush(now);
+            self.start_pipe(idx, id);
         }
     }
 
@@ -328,6 +360,9 @@ impl Shard {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(mut pipe) = conn.pipe.take() {
+            let _ = self.poll.registry().deregister(&mut pipe.peer);
+        }
         self.conn_by_addr.remove(&conn.addr);
         self.free_conns.push(idx);
         super::metrics::connection(conn.transport(), -1.0);
@@ -353,6 +388,7 @@ impl Shard {
             self.server.stats(),
             self.send_drops + self.relays.send_drops,
             self.receive_drops,
+            self.tcp_relayed,
         );
     }
 }

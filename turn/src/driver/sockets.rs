@@ -51,6 +51,37 @@ pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
     Ok(mio::net::TcpListener::from_std(s.into()))
 }
 
+/// The listener of a TCP allocation on exactly `addr`. SO_REUSEPORT lets outgoing connections to peers
+/// ([`tcp_relay_stream`]) bind the same address, as RFC 6062 requires.
+pub fn tcp_relay_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&SockAddr::from(addr))?;
+    s.listen(128)?;
+    Ok(mio::net::TcpListener::from_std(s.into()))
+}
+
+/// A non-blocking TCP connection from a TCP allocation's address `local` to `peer`, under way.
+pub fn tcp_relay_stream(local: SocketAddr, peer: SocketAddr) -> io::Result<mio::net::TcpStream> {
+    let s = Socket::new(Domain::for_address(local), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&SockAddr::from(local))?;
+    match s.connect(&SockAddr::from(peer)) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let _ = s.set_nodelay(true);
+    Ok(mio::net::TcpStream::from_std(s.into()))
+}
+
 /// A relay socket on exactly `addr`.
 pub fn relay_socket(addr: SocketAddr, buffer: usize) -> io::Result<mio::net::UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;

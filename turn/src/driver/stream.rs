@@ -29,6 +29,16 @@ pub struct Conn {
     pub last_read: std::time::Instant,
     /// Whether WRITABLE interest is registered.
     pub want_write: bool,
+    /// Set once a ConnectionBind turned this into a raw pipe to a peer.
+    pub pipe: Option<Pipe>,
+}
+
+/// A client data connection spliced to a peer connection (RFC 6062 ConnectionBind): bytes flow raw.
+pub struct Pipe {
+    /// The peer connection.
+    pub peer: mio::net::TcpStream,
+    /// Bytes from the client not yet written to the peer.
+    pub to_peer: Vec<u8>,
 }
 
 /// What a read produced.
@@ -57,6 +67,7 @@ impl Conn {
             wbuf: Vec::new(),
             last_read: now,
             want_write: false,
+            pipe: None,
         }
     }
 
@@ -102,6 +113,11 @@ impl Conn {
             return Err(());
         }
         Ok((b.len() >= total).then(|| &b[..total]))
+    }
+
+    /// Everything received and not yet framed, for a raw pipe.
+    pub fn take_input(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.rbuf)
     }
 
     /// Drops the first `n` bytes of the frame buffer.

@@ -180,15 +180,17 @@ fn ipv6_relay_on_request_and_440_when_not_offered() {
 }
 
 #[test]
-fn tcp_transport_is_442() {
+fn unknown_transport_is_442_and_tcp_over_udp_400() {
     let mut w = World::new();
     let mut creds = Creds::static_user();
     let from = udp_client(4030);
     let (r, _) = w.send(from, &creds.request(ALLOCATE, &[&udp()]));
     learn_nonce(&mut creds, &r[0]);
+    let (r, _) = w.send(from, &creds.request(ALLOCATE, &[&RequestedTransport::new(99)]));
+    assert_eq!(code(&r), 442);
     let tcp = RequestedTransport::new(RequestedTransport::TCP);
     let (r, _) = w.send(from, &creds.request(ALLOCATE, &[&tcp]));
-    assert_eq!(code(&r), 442);
+    assert_eq!(code(&r), 400, "RFC 6062: TCP relays are for TCP and TLS clients");
 }
 
 #[test]

@@ -22,6 +22,12 @@ pub const UNIX0: u64 = 1_800_000_000;
 #[derive(Default)]
 pub struct MemRelays {
     pub open: BTreeSet<(u32, SocketAddr)>,
+    /// TCP listeners among `open`.
+    pub tcp: BTreeSet<u32>,
+    /// Outgoing TCP connections asked for: (relay, local, peer, id).
+    pub connects: Vec<(RelayHandle, SocketAddr, SocketAddr, u32)>,
+    /// TCP connections the core closed.
+    pub closed_connections: Vec<u32>,
     next: u32,
     pub refuse: BTreeSet<u16>,
 }
@@ -36,8 +42,23 @@ impl RelaySockets for MemRelays {
         Ok(RelayHandle(self.next))
     }
 
+    fn open_tcp(&mut self, addr: SocketAddr) -> std::io::Result<RelayHandle> {
+        let h = self.open(addr)?;
+        self.tcp.insert(h.0);
+        Ok(h)
+    }
+
+    fn connect(&mut self, relay: RelayHandle, local: SocketAddr, peer: SocketAddr, id: u32) {
+        self.connects.push((relay, local, peer, id));
+    }
+
+    fn close_connection(&mut self, id: u32) {
+        self.closed_connections.push(id);
+    }
+
     fn close(&mut self, relay: RelayHandle) {
         self.open.retain(|(h, _)| *h != relay.0);
+        self.tcp.remove(&relay.0);
     }
 }
 

@@ -6,4 +6,5 @@ mod auth;
 mod harness;
 mod props;
 mod relay;
+mod tcp;
 mod vectors;
