@@ -223,6 +223,13 @@ impl Uclient {
         self.flag("-t").flag("-S")
     }
 
+    /// RFC 6062 TCP relays (`-T`, which implies `-t -y -c`): clients pair up and connect to each other's relayed
+    /// TCP address (Connect, ConnectionAttempt, ConnectionBind).
+    pub fn tcp_relay(mut self) -> Uclient {
+        self.transport = "tcp";
+        self.flag("-T")
+    }
+
     /// Send and Data indications instead of channels (`-s`).
     pub fn send_indications(self) -> Uclient {
         self.flag("-s")

@@ -8,9 +8,12 @@
 //! fuzzed, SHA-256 integrity); ChannelData, the fast path, is framed here in four bytes.
 //!
 //! ```no_run
-//! let config = hualu_common::config::Config::default();
+//! let mut config = hualu_common::config::Config::default();
+//! config.turn.users.insert("alice".into(), "a-long-password".into());
 //! let relay = hualu_turn::Relay::start(&config).expect("relay starts");
-//! relay.wait();
+//! // ... until SIGTERM: refuse new allocations, let the others run, then stop.
+//! relay.drain();
+//! relay.stop();
 //! ```
 
 #![deny(unsafe_code)]
