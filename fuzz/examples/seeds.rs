@@ -25,9 +25,10 @@ use stun_types::message::{
 };
 use stun_types::prelude::*;
 use turn_types::attribute::{
-    ChannelNumber, Data, DontFragment, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport, XorPeerAddress,
+    ChannelNumber, ConnectionId, Data, DontFragment, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
+    XorPeerAddress,
 };
-use turn_types::message::{ALLOCATE, CHANNEL_BIND, CREATE_PERMISSION, REFRESH, SEND};
+use turn_types::message::{ALLOCATE, CHANNEL_BIND, CONNECT, CONNECTION_BIND, CREATE_PERMISSION, REFRESH, SEND};
 use turn_types::AddressFamily;
 
 // Mirrors turn/src/fuzzing.rs.
@@ -235,8 +236,24 @@ fn sessions(nonce: &str) -> Vec<(&'static str, Vec<u8>)> {
         vec![],
         request(REFRESH, sha256, |w, _| add(w, &Lifetime::new(1200))),
     ];
+    // RFC 6062 from the TCP client (odd positions): a TCP allocation, a permission, Connect, ConnectionBind.
+    let tcp = [
+        vec![],
+        request(ALLOCATE, sha1, |w, _| {
+            add(w, &RequestedTransport::new(RequestedTransport::TCP))
+        }),
+        vec![],
+        request(CREATE_PERMISSION, sha1, |w, txid| {
+            add(w, &XorPeerAddress::new(PEER, txid))
+        }),
+        vec![],
+        request(CONNECT, sha1, |w, txid| add(w, &XorPeerAddress::new(PEER, txid))),
+        vec![],
+        request(CONNECTION_BIND, sha1, |w, _| add(w, &ConnectionId::new(1))),
+    ];
     vec![
         ("session-relay", relay.join(&0xFF)),
+        ("session-tcp-allocation", tcp.join(&0xFF)),
         ("session-ipv6-sha256", v6.join(&0xFF)),
     ]
 }
