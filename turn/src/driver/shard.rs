@@ -428,13 +428,6 @@ impl Outbound<'_> {
         if !conn.send(bytes) {
             *self.drops += 1;
         }
-        if conn.pending() > 0 && !conn.want_write {
-            conn.want_write = true;
-            let token = Token(CONN_TOKEN_BASE + idx);
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE);
-        }
+        conn.watch_writable(self.poll.registry(), Token(CONN_TOKEN_BASE + idx));
     }
 }

@@ -25,8 +25,12 @@ pub fn ensure_free(addr: SocketAddr, udp: bool) -> io::Result<()> {
 
 /// A UDP listener shared by all shards through SO_REUSEPORT.
 pub fn udp_listener(addr: SocketAddr, buffer: usize) -> io::Result<mio::net::UdpSocket> {
+    bind_udp(addr, buffer, true)
+}
+
+fn bind_udp(addr: SocketAddr, buffer: usize, reuse_port: bool) -> io::Result<mio::net::UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_port(true)?;
+    s.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
@@ -39,21 +43,16 @@ pub fn udp_listener(addr: SocketAddr, buffer: usize) -> io::Result<mio::net::Udp
 
 /// A TCP listener shared by all shards through SO_REUSEPORT.
 pub fn tcp_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_port(true)?;
-    s.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.set_nonblocking(true)?;
-    s.bind(&SockAddr::from(addr))?;
-    s.listen(1024)?;
-    Ok(mio::net::TcpListener::from_std(s.into()))
+    listen_tcp(addr, 1024)
 }
 
 /// The listener of a TCP allocation on exactly `addr`. SO_REUSEPORT lets outgoing connections to peers
 /// ([`tcp_relay_stream`]) bind the same address, as RFC 6062 requires.
 pub fn tcp_relay_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    listen_tcp(addr, 128)
+}
+
+fn listen_tcp(addr: SocketAddr, backlog: i32) -> io::Result<mio::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
@@ -62,7 +61,7 @@ pub fn tcp_relay_listener(addr: SocketAddr) -> io::Result<mio::net::TcpListener>
     }
     s.set_nonblocking(true)?;
     s.bind(&SockAddr::from(addr))?;
-    s.listen(128)?;
+    s.listen(backlog)?;
     Ok(mio::net::TcpListener::from_std(s.into()))
 }
 
@@ -84,15 +83,7 @@ pub fn tcp_relay_stream(local: SocketAddr, peer: SocketAddr) -> io::Result<mio::
 
 /// A relay socket on exactly `addr`.
 pub fn relay_socket(addr: SocketAddr, buffer: usize) -> io::Result<mio::net::UdpSocket> {
-    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    set_buffers(&s, buffer);
-    count_drops(&s);
-    s.set_nonblocking(true)?;
-    s.bind(&SockAddr::from(addr))?;
-    Ok(mio::net::UdpSocket::from_std(s.into()))
+    bind_udp(addr, buffer, false)
 }
 
 /// SO_RXQ_OVFL: the kernel attaches the socket's count of datagrams dropped for a full receive buffer to each

@@ -164,6 +164,15 @@ impl Conn {
         }
     }
 
+    /// Asks the poller for WRITABLE too while bytes wait to be written (`token` is this connection's).
+    pub fn watch_writable(&mut self, registry: &mio::Registry, token: mio::Token) {
+        if self.pending() > 0 && !self.want_write {
+            self.want_write = true;
+            let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+            let _ = registry.reregister(&mut self.stream, token, interest);
+        }
+    }
+
     /// Bytes waiting to be written.
     pub fn pending(&self) -> usize {
         match self.tls.as_ref() {

@@ -132,14 +132,7 @@ impl Shard {
                 Err(_) => closed = true,
             }
         }
-        if conn.pending() > 0 && !conn.want_write {
-            conn.want_write = true;
-            let token = Token(CONN_TOKEN_BASE + idx);
-            let _ = self
-                .poll
-                .registry()
-                .reregister(&mut conn.stream, token, Interest::READABLE | Interest::WRITABLE);
-        }
+        conn.watch_writable(self.poll.registry(), Token(CONN_TOKEN_BASE + idx));
         conn.pipe = Some(pipe);
         if closed {
             self.close_conn(idx);
