@@ -39,13 +39,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
         relay.udp, relay.tcp, relay.tls
     );
     wait_for_signal(&relay, &signals);
+    if relay.shard_died() {
+        relay.stop();
+        anyhow::bail!("a TURN shard stopped unexpectedly; exiting so a supervisor restarts the relay");
+    }
     health.set_draining();
     drain(relay, &signals, Duration::from_secs(config.turn.drain_deadline_secs));
     Ok(())
 }
 
 fn wait_for_signal(relay: &Relay, signals: &AtomicUsize) {
-    while signals.load(Ordering::Relaxed) == 0 {
+    while signals.load(Ordering::Relaxed) == 0 && !relay.shard_died() {
         relay.publish_metrics();
         std::thread::sleep(Duration::from_millis(250));
     }

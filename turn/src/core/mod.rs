@@ -241,13 +241,11 @@ impl Server {
     }
 
     fn channel_data<'a>(&mut self, from: ClientAddr, data: &'a [u8], now: Instant) -> Option<ToPeer<'a>> {
+        let &[n0, n1, l0, l1, ..] = data else { return None };
+        let (number, len) = (u16::from_be_bytes([n0, n1]), usize::from(u16::from_be_bytes([l0, l1])));
+        let payload = data.get(4..4 + len)?;
         let relay = *self.by_client.get(&from)?;
         let alloc = self.allocations.get_mut(&relay)?;
-        let (number, len) = (
-            u16::from_be_bytes([data[0], data[1]]),
-            usize::from(data.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]))?),
-        );
-        let payload = data.get(4..4 + len)?;
         let channel = alloc.channels.get(&number).filter(|c| c.expires > now)?;
         let peer = channel.peer;
         if !alloc.permits(peer.ip(), now) {

@@ -26,6 +26,8 @@ pub const DROPPED_PACKETS: &str = "hualu_turn_dropped_packets_total";
 pub const SOCKET_RECEIVE_DROPS: &str = "hualu_turn_socket_receive_drops_total";
 /// Bytes spliced through TCP allocations (RFC 6062), by `direction` (`to_peer`, `to_client`).
 pub const TCP_RELAYED_BYTES: &str = "hualu_turn_tcp_relayed_bytes_total";
+/// Panics caught while handling an event (each one a bug to report).
+pub const PANICS: &str = "hualu_turn_panics_total";
 /// Client connections over TCP and TLS, open now, by `transport`.
 pub const CONNECTIONS_ACTIVE: &str = "hualu_turn_connections_active";
 
@@ -79,6 +81,11 @@ impl Publisher {
 /// Sets the gauges that are global rather than per shard.
 pub fn publish_global(allocations: u32) {
     gauge!(ALLOCATIONS_ACTIVE).set(f64::from(allocations));
+}
+
+/// Counts a caught panic.
+pub fn panicked() {
+    counter!(PANICS).increment(1);
 }
 
 /// Counts a client connection opening (`delta` 1) or closing (-1).

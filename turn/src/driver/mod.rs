@@ -167,6 +167,11 @@ impl Relay {
         metrics::publish_global(self.allocations());
     }
 
+    /// Whether a shard thread has ended on its own (it should only end when stopped).
+    pub fn shard_died(&self) -> bool {
+        !self.stop.load(Ordering::Relaxed) && self.threads.iter().any(JoinHandle::is_finished)
+    }
+
     /// Stops every shard now, releasing all allocations.
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);

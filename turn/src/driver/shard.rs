@@ -132,7 +132,7 @@ impl Shard {
             }
             let now = Instant::now();
             for ev in events.iter() {
-                self.dispatch(ev, now);
+                self.dispatch_contained(ev, now);
             }
             self.server.handle_timeout(now, &mut self.relays);
             self.flush(now);
@@ -143,6 +143,20 @@ impl Shard {
         }
         self.server.close_all(&mut self.relays);
         self.tick(Instant::now());
+    }
+
+    /// Handles one event; a panic (a bug) is logged and counted, and the shard goes on with the next event
+    /// rather than dying with its SO_REUSEPORT sockets still bound, which would black-hole its clients.
+    /// `catch_unwind` costs nothing unless something panics.
+    fn dispatch_contained(&mut self, ev: &mio::event::Event, now: Instant) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.dispatch(ev, now)));
+        if outcome.is_err() {
+            tracing::error!(
+                token = ev.token().0,
+                "bug: a panic while handling an event; event dropped"
+            );
+            super::metrics::panicked();
+        }
     }
 
     fn dispatch(&mut self, ev: &mio::event::Event, now: Instant) {

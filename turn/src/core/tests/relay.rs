@@ -183,6 +183,13 @@ fn channel_data_on_unbound_channel_or_without_allocation_is_dropped() {
     assert!(fwd.is_none());
     let (_, fwd) = w.send(from, &[0x40, 0x05, 0x00, 0x10, 1, 2]);
     assert!(fwd.is_none(), "truncated");
+    for short in [&[0x40][..], &[0x40, 0x01], &[0x7f, 0xff, 0x00]] {
+        let (_, fwd) = w.send(from, short);
+        assert!(
+            fwd.is_none(),
+            "a header cut short is dropped, not a panic (found by the fuzzer)"
+        );
+    }
 }
 
 #[test]
