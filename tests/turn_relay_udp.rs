@@ -18,3 +18,12 @@ fn udp_send_indications_relay_voip_load_without_loss() {
     let client = Uclient::new(&server).send_indications().clients(50);
     assert_relayed_without_loss(&server, &client);
 }
+
+/// Clients relay to each other's relayed addresses (`-y`): on the same shard the relay hands the packet over
+/// in-process (hairpin), across shards it goes out and back in through the kernel; both must lose nothing.
+#[test]
+fn udp_client_to_client_through_the_relay_without_loss() {
+    let server = Server::start(&load_spec());
+    let client = Uclient::new(&server).client_to_client().no_rtcp().clients(50);
+    assert_relayed_without_loss(&server, &client);
+}

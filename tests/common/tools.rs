@@ -230,6 +230,11 @@ impl Uclient {
         self.flag("-T")
     }
 
+    /// Clients send to each other's relayed addresses (`-y`) instead of to the echoing peer.
+    pub fn client_to_client(self) -> Uclient {
+        self.flag("-y")
+    }
+
     /// Send and Data indications instead of channels (`-s`).
     pub fn send_indications(self) -> Uclient {
         self.flag("-s")

@@ -93,6 +93,8 @@ pub struct Server {
     shared: Arc<Shared>,
     allocations: HashMap<RelayHandle, Allocation>,
     by_client: HashMap<ClientAddr, RelayHandle>,
+    /// This shard's UDP allocations by advertised relayed address, for the hairpin shortcut.
+    by_relay_addr: HashMap<SocketAddr, RelayHandle>,
     limiter: SourceLimiter,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -113,6 +115,7 @@ impl Server {
         Self {
             allocations: HashMap::default(),
             by_client: HashMap::default(),
+            by_relay_addr: HashMap::default(),
             limiter,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -230,6 +233,18 @@ impl Server {
         &self.stats
     }
 
+    /// The UDP allocation of this shard whose relayed address is `peer`, if any. A payload for such a peer can
+    /// be handed to [`Server::handle_peer`] directly (as coming from the sender's relayed address) instead of
+    /// going out and back in through the kernel: both parties relayed by the same server is common.
+    pub fn local_relay(&self, peer: SocketAddr) -> Option<(RelayHandle, SocketAddr)> {
+        self.by_relay_addr.get(&peer).map(|&h| (h, peer))
+    }
+
+    /// The relayed address (as peers see it) of `relay`.
+    pub fn relay_addr(&self, relay: RelayHandle) -> Option<SocketAddr> {
+        self.allocations.get(&relay).map(|a| a.relay_addr)
+    }
+
     /// Whether `client` holds an allocation.
     pub fn has_allocation(&self, client: ClientAddr) -> bool {
         self.by_client.contains_key(&client)
@@ -269,6 +284,7 @@ impl Server {
             return;
         };
         self.by_client.remove(&a.client);
+        self.by_relay_addr.remove(&a.relay_addr);
         self.shared.release_quota(&a.quota_user);
         self.drop_connections(&a, relays);
         tracing::debug!(allocation = %a.id, user = %a.quota_user, why, "allocation removed");

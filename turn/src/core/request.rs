@@ -254,6 +254,9 @@ impl Server {
         let reply = allocate_success(msg, &alloc, reserved, now);
         tracing::debug!(allocation = %alloc.id, client = %from, relay = %alloc.relay_addr, user = %alloc.quota_user, "allocated");
         self.by_client.insert(from, relay);
+        if !alloc.tcp {
+            self.by_relay_addr.insert(alloc.relay_addr, relay);
+        }
         self.allocations.insert(relay, alloc);
         self.stats.allocate(AllocateResult::Ok);
         reply

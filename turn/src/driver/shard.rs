@@ -197,9 +197,27 @@ impl Shard {
                     listener: i as u16,
                 };
                 let data = &slot[HEADROOM..HEADROOM + len];
-                if let Some(out) = self.server.handle_client(from, data, now, &mut self.relays) {
+                let Some(out) = self.server.handle_client(from, data, now, &mut self.relays) else {
+                    continue;
+                };
+                let Some((dest, _)) = self.server.local_relay(out.peer) else {
                     self.relays.send(out.relay, out.peer, out.payload);
-                }
+                    continue;
+                };
+                // Hairpin: the peer is one of our own relayed addresses. The payload sits at least 4 bytes
+                // (a ChannelData header) after the slot's headroom, so it can be framed again in place.
+                let (source, len) = (self.server.relay_addr(out.relay), out.payload.len());
+                let start = out.payload.as_ptr() as usize - slot.as_ptr() as usize - HEADROOM;
+                let Some(source) = source else { continue };
+                let buf = &mut slot[start..];
+                let Some(tc) = self.server.handle_peer(dest, source, buf, len, now) else {
+                    continue;
+                };
+                let bytes = match tc.framed {
+                    Framed::InPlace(r) => &buf[r],
+                    Framed::Scratch(l) => self.server.scratch(l),
+                };
+                outbound!(self).deliver(tc.to, bytes);
             }
             if let Some(count) = n.checked_sub(1).and_then(|last| self.recv.drops(last)) {
                 let seen = std::mem::replace(&mut self.listener_drops[i], count);
@@ -233,15 +251,7 @@ impl Shard {
                     Framed::InPlace(r) => &slot[r],
                     Framed::Scratch(l) => self.server.scratch(l),
                 };
-                let mut out = Outbound {
-                    udp: &self.udp,
-                    out: &mut self.out,
-                    conns: &mut self.conns,
-                    by_addr: &self.conn_by_addr,
-                    drops: &mut self.send_drops,
-                    poll: &self.poll,
-                };
-                out.deliver(tc.to, bytes);
+                outbound!(self).deliver(tc.to, bytes);
             }
             if let Some(count) = n.checked_sub(1).and_then(|last| self.recv.drops(last)) {
                 self.receive_drops += self.relays.note_drops(relay, count);
@@ -258,15 +268,7 @@ impl Shard {
             self.server.handle_peer_connected(relay, id, false, now);
         }
         while let Some(t) = self.server.poll_transmit() {
-            let mut out = Outbound {
-                udp: &self.udp,
-                out: &mut self.out,
-                conns: &mut self.conns,
-                by_addr: &self.conn_by_addr,
-                drops: &mut self.send_drops,
-                poll: &self.poll,
-            };
-            out.deliver(t.to, &t.data);
+            outbound!(self).deliver(t.to, &t.data);
         }
         for (i, batch) in self.out.iter_mut().enumerate() {
             if !batch.is_empty() {
@@ -406,6 +408,22 @@ impl Shard {
         );
     }
 }
+
+/// Borrows the outgoing side of a shard field by field, so a packet still in a receive slot (or the core's
+/// scratch buffer) can be sent without copying it out first; a method would borrow all of `self`.
+macro_rules! outbound {
+    ($shard:ident) => {
+        Outbound {
+            udp: &$shard.udp,
+            out: &mut $shard.out,
+            conns: &mut $shard.conns,
+            by_addr: &$shard.conn_by_addr,
+            drops: &mut $shard.send_drops,
+            poll: &$shard.poll,
+        }
+    };
+}
+use outbound;
 
 /// The outgoing side of a shard, borrowed apart from the receive buffers so a received packet can be sent
 /// without a copy out of them.

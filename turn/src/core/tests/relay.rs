@@ -236,3 +236,47 @@ fn bandwidth_cap_drops_excess() {
     w.now += Duration::from_secs(1);
     assert!(w.send(from, &channel_data(0x4000, &payload)).1.is_some(), "refilled");
 }
+
+#[test]
+fn hairpin_between_two_local_allocations_checks_permissions() {
+    let mut c = config();
+    c.policy = PeerPolicy::new(vec!["127.0.0.0/8".parse().expect("net")], vec![]);
+    let mut w = World::with(c);
+    let (a, a_creds, a_relay) = allocated(&mut w, 5100);
+    let (b, b_creds, b_relay) = allocated(&mut w, 5101);
+    let (a_addr, b_addr) = (
+        w.server.relay_addr(a_relay).expect("a"),
+        w.server.relay_addr(b_relay).expect("b"),
+    );
+    assert_eq!(w.server.local_relay(b_addr), Some((b_relay, b_addr)));
+    assert_eq!(w.server.local_relay(peer(1, 1)), None, "not ours");
+    let (r, _) = w.send(
+        a,
+        &with_peer(&a_creds, CHANNEL_BIND, b_addr, &[&ChannelNumber::new(0x4000)]),
+    );
+    assert_eq!(code(&r), 0);
+    let (_, fwd) = w.send(a, &channel_data(0x4000, b"hairpin"));
+    let (relay, to, payload) = fwd.expect("forwarded");
+    assert_eq!((relay, to), (a_relay, b_addr));
+    assert!(
+        w.peer_sends(b_relay, a_addr, &payload).is_none(),
+        "b has no permission for a yet"
+    );
+    let (r, _) = w.send(
+        b,
+        &with_peer(&b_creds, CHANNEL_BIND, a_addr, &[&ChannelNumber::new(0x4001)]),
+    );
+    assert_eq!(code(&r), 0);
+    let (client, bytes) = w.peer_sends(b_relay, a_addr, &payload).expect("delivered to b");
+    assert_eq!(client, b);
+    assert_eq!(bytes, channel_data(0x4001, b"hairpin"));
+    let (r, _) = w.send(
+        b,
+        &b_creds.request(
+            turn_types::message::REFRESH,
+            &[&turn_types::attribute::Lifetime::new(0)],
+        ),
+    );
+    assert_eq!(code(&r), 0);
+    assert_eq!(w.server.local_relay(b_addr), None, "gone with its allocation");
+}
