@@ -27,3 +27,12 @@ fn udp_client_to_client_through_the_relay_without_loss() {
     let client = Uclient::new(&server).client_to_client().no_rtcp().clients(50);
     assert_relayed_without_loss(&server, &client);
 }
+
+/// An IPv6 relayed address (RFC 6156) reached over an IPv4 client connection, relaying to a peer on `::1`.
+#[test]
+fn udp_ipv6_relay_to_an_ipv6_peer_without_loss() {
+    let server = Server::start(&load_spec());
+    let _peer6 = common::tools::Peer::start_on("::1", server.peer_port());
+    let client = Uclient::new(&server).ipv6_relay().clients(20);
+    assert_relayed_without_loss(&server, &client);
+}

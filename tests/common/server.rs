@@ -277,7 +277,7 @@ pub fn hualu_toml(spec: &ServerSpec, block: &PortBlock) -> String {
     let metrics_port = block.port(Service::Metrics);
     let rest_secrets = toml_strings(&spec.rest_secrets);
     let allow_peers = toml_strings(if spec.allow_loopback_peers {
-        &["127.0.0.0/8"]
+        &["127.0.0.0/8", "::1/128"]
     } else {
         &[]
     });
@@ -303,6 +303,7 @@ udp_port = {turn_port}
 tcp_port = {turn_port}
 tls_port = {tls_port}
 relay_ip = "127.0.0.1"
+relay_ip6 = "::1"
 min_port = {min_port}
 max_port = {max_port}
 shards = 2

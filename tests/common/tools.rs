@@ -235,6 +235,11 @@ impl Uclient {
         self.flag("-y")
     }
 
+    /// An IPv6 relayed address (`-x`, RFC 6156 REQUESTED-ADDRESS-FAMILY) towards the echoing peer on `::1`.
+    pub fn ipv6_relay(self) -> Uclient {
+        self.option("-e", "::1").flag("-x")
+    }
+
     /// Send and Data indications instead of channels (`-s`).
     pub fn send_indications(self) -> Uclient {
         self.flag("-s")
@@ -313,34 +318,34 @@ pub struct Peer {
 impl Peer {
     /// Starts the peer on `127.0.0.1:port` (and `port + 1`) and waits until it listens.
     pub fn start(port: u16) -> Peer {
+        Peer::start_on("127.0.0.1", port)
+    }
+
+    /// `turnutils_peer` echoing on `ip` (e.g. `::1`), on `port` and the next one.
+    pub fn start_on(ip: &str, port: u16) -> Peer {
         let log = unique_path("peer-output");
-        let args = [
-            "-L".to_string(),
-            "127.0.0.1".to_string(),
-            "-p".to_string(),
-            port.to_string(),
-        ];
+        let args = ["-L".to_string(), ip.to_string(), "-p".to_string(), port.to_string()];
         let mut peer = Peer {
             child: spawn_logged("turnutils_peer", &args, &log),
             log,
         };
-        peer.wait_listening(port);
+        peer.wait_listening(ip, port);
         peer
     }
 
-    fn wait_listening(&mut self, port: u16) {
+    fn wait_listening(&mut self, ip: &str, port: u16) {
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().expect("poll turnutils_peer") {
                 let text = fs::read_to_string(&self.log).unwrap_or_default();
                 panic!("turnutils_peer exited early ({status}):\n{text}");
             }
-            let taken = |p: u16| std::net::UdpSocket::bind(("127.0.0.1", p)).is_err();
+            let taken = |p: u16| std::net::UdpSocket::bind((ip, p)).is_err();
             if taken(port) && taken(port + 1) {
                 return;
             }
             sleep(POLL);
         }
-        panic!("turnutils_peer did not bind 127.0.0.1:{port} within 5 s");
+        panic!("turnutils_peer did not bind {ip} port {port} within 5 s");
     }
 }
 
