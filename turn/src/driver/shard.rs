@@ -338,11 +338,29 @@ impl Shard {
                     .reregister(&mut conn.stream, token, Interest::READABLE);
             }
         }
-        let outcome = conn.read(&mut self.read_scratch);
-        conn.last_read = now;
-        if conn.pipe.is_some() {
-            return self.pipe_client_input(idx, outcome);
+        loop {
+            let Some(Some(conn)) = self.conns.get_mut(idx) else {
+                return;
+            };
+            let outcome = conn.read(&mut self.read_scratch);
+            conn.last_read = now;
+            if conn.pipe.is_some() {
+                self.pipe_client_input(idx, outcome);
+            } else {
+                self.frames(idx, outcome, now);
+            }
+            if outcome != ReadOutcome::More {
+                return;
+            }
         }
+    }
+
+    /// Hands every complete frame of client connection `idx` to the core; closes the connection when it breaks
+    /// the framing or `outcome` says it closed, and splices it after a ConnectionBind.
+    fn frames(&mut self, idx: usize, outcome: ReadOutcome, now: Instant) {
+        let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            return;
+        };
         let from = conn.client();
         let mut bind = None;
         let broken = loop {

@@ -21,8 +21,9 @@ pub struct Conn {
     pub listener: u16,
     /// TLS state, for TLS listeners.
     pub tls: Option<Box<ServerConnection>>,
-    /// Bytes received and not yet framed.
+    /// Bytes received; those before `rstart` are framed already.
     rbuf: Vec<u8>,
+    rstart: usize,
     /// Bytes not yet written to the socket (plain TCP only; rustls buffers its own).
     wbuf: Vec<u8>,
     /// Last time a byte arrived, for the idle timeout.
@@ -41,10 +42,13 @@ pub struct Pipe {
     pub to_peer: Vec<u8>,
 }
 
-/// What a read produced.
+/// What one read produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// Still open.
-    Open,
+    /// Bytes arrived; the socket may hold more: frame them, then read again.
+    More,
+    /// The socket has nothing more for now (edge-triggered: wait for the next event).
+    Drained,
     /// Closed by the peer, or broken.
     Closed,
 }
@@ -64,6 +68,7 @@ impl Conn {
             listener,
             tls,
             rbuf: Vec::new(),
+            rstart: 0,
             wbuf: Vec::new(),
             last_read: now,
             want_write: false,
@@ -89,8 +94,14 @@ impl Conn {
         }
     }
 
-    /// Reads what is available into the frame buffer.
+    /// Reads one chunk (at most `scratch.len()` bytes from the socket) into the frame buffer. Call again while
+    /// it returns [`ReadOutcome::More`], framing in between, so the buffer never holds more than a chunk and
+    /// a partial frame.
     pub fn read(&mut self, scratch: &mut [u8]) -> ReadOutcome {
+        if self.rstart > 0 {
+            self.rbuf.drain(..self.rstart);
+            self.rstart = 0;
+        }
         match self.tls.as_mut() {
             None => read_plain(&mut self.stream, &mut self.rbuf, scratch),
             Some(tls) => read_tls(&mut self.stream, tls, &mut self.rbuf, scratch),
@@ -99,7 +110,7 @@ impl Conn {
 
     /// The next complete frame, if any: call [`Conn::consume`] with its length after handling it.
     pub fn next_frame(&self) -> Result<Option<&[u8]>, ()> {
-        let b = &self.rbuf;
+        let b = &self.rbuf[self.rstart..];
         if b.len() < 4 {
             return Ok(None);
         }
@@ -117,12 +128,18 @@ impl Conn {
 
     /// Everything received and not yet framed, for a raw pipe.
     pub fn take_input(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.rbuf)
+        let mut input = std::mem::take(&mut self.rbuf);
+        input.drain(..std::mem::take(&mut self.rstart));
+        input
     }
 
-    /// Drops the first `n` bytes of the frame buffer.
+    /// Marks the next `n` bytes as framed (no copy; [`Conn::read`] compacts).
     pub fn consume(&mut self, n: usize) {
-        self.rbuf.drain(..n);
+        self.rstart = (self.rstart + n).min(self.rbuf.len());
+        if self.rstart == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rstart = 0;
+        }
     }
 
     /// Queues `bytes` and writes what the socket takes. Returns false when the client is too slow and the
@@ -185,17 +202,16 @@ impl Conn {
 
 fn read_plain(stream: &mut mio::net::TcpStream, rbuf: &mut Vec<u8>, scratch: &mut [u8]) -> ReadOutcome {
     loop {
-        match stream.read(scratch) {
-            Ok(0) => return ReadOutcome::Closed,
-            Ok(n) => rbuf.extend_from_slice(&scratch[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadOutcome::Open,
+        return match stream.read(scratch) {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(n) => {
+                rbuf.extend_from_slice(&scratch[..n]);
+                ReadOutcome::More
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return ReadOutcome::Closed,
-        }
-        if rbuf.len() > 4 * MAX_FRAME {
-            // The core consumes frames between reads; this much unframed data means a broken client.
-            return ReadOutcome::Closed;
-        }
+            Err(_) => ReadOutcome::Closed,
+        };
     }
 }
 
@@ -205,28 +221,28 @@ fn read_tls(
     rbuf: &mut Vec<u8>,
     scratch: &mut [u8],
 ) -> ReadOutcome {
-    loop {
+    let outcome = loop {
         match tls.read_tls(stream) {
             Ok(0) => return ReadOutcome::Closed,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Ok(_) => break ReadOutcome::More,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadOutcome::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return ReadOutcome::Closed,
         }
-        if tls.process_new_packets().is_err() {
-            let _ = tls.write_tls(stream);
-            return ReadOutcome::Closed;
-        }
-        if drain_plaintext(tls, rbuf, scratch).is_err() {
-            return ReadOutcome::Closed;
-        }
+    };
+    if tls.process_new_packets().is_err() {
+        let _ = tls.write_tls(stream);
+        return ReadOutcome::Closed;
+    }
+    if drain_plaintext(tls, rbuf, scratch).is_err() {
+        return ReadOutcome::Closed;
     }
     while tls.wants_write() {
         if tls.write_tls(stream).is_err() {
             break;
         }
     }
-    ReadOutcome::Open
+    outcome
 }
 
 fn drain_plaintext(tls: &mut ServerConnection, rbuf: &mut Vec<u8>, scratch: &mut [u8]) -> Result<(), ()> {
@@ -240,5 +256,51 @@ fn drain_plaintext(tls: &mut ServerConnection, rbuf: &mut Vec<u8>, scratch: &mut
         if rbuf.len() > 4 * MAX_FRAME {
             return Err(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// 300 KB of small ChannelData frames waiting at once: read chunk by chunk, every frame comes out and the
+    /// connection stays open (reading everything before framing used to close it past 4 x 64 KB).
+    #[test]
+    fn a_burst_larger_than_any_buffer_is_framed_chunk_by_chunk() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, addr) = listener.accept().expect("accept");
+        server.set_nonblocking(true).expect("nonblocking");
+        let frame = [0x40u8, 0x00, 0x00, 0x9c]
+            .iter()
+            .copied()
+            .chain([7u8; 156])
+            .collect::<Vec<u8>>();
+        let frames = 300_000 / frame.len();
+        let writer = std::thread::spawn(move || {
+            for _ in 0..frames {
+                client.write_all(&frame).expect("write");
+            }
+            client
+        });
+        let mut conn = Conn::new(mio::net::TcpStream::from_std(server), addr, 0, None, Instant::now());
+        let mut scratch = vec![0u8; 65_536];
+        let (mut seen, deadline) = (0, Instant::now() + Duration::from_secs(10));
+        while seen < frames && Instant::now() < deadline {
+            let outcome = conn.read(&mut scratch);
+            assert_ne!(outcome, ReadOutcome::Closed, "connection dropped after {seen} frames");
+            while let Ok(Some(f)) = conn.next_frame() {
+                assert_eq!(f.len(), 160);
+                let n = f.len();
+                conn.consume(n);
+                seen += 1;
+            }
+            if outcome == ReadOutcome::Drained {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let _client = writer.join().expect("writer");
+        assert_eq!(seen, frames);
     }
 }
