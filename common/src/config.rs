@@ -63,8 +63,6 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TurnConfig {
-    /// Whether `hualu up` starts the relay.
-    pub enabled: bool,
     /// The REALM of long-term credentials.
     pub realm: String,
     /// Addresses the UDP, TCP and TLS listeners bind.
@@ -163,7 +161,6 @@ impl Default for MetricsConfig {
 impl Default for TurnConfig {
     fn default() -> Self {
         Self {
-            enabled: true,
             realm: "hualu".into(),
             listen_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
             udp_port: 3478,

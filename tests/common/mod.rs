@@ -70,17 +70,22 @@ pub fn assert_no_loss(server: &Server, client: &Uclient, out: &ToolOutput) {
     }
 }
 
+/// Asserts that uclient gave up (non-zero exit) rather than succeeding or hanging.
+fn assert_failed(server: &Server, out: &ToolOutput) {
+    let context = format!("{out}\n{}", server.log_tail(30));
+    assert!(
+        !out.success() && !out.timed_out,
+        "uclient should fail, not succeed or hang\n{context}"
+    );
+}
+
 /// Asserts that `out` is uclient giving up on bad credentials for the right reason: it exited non-zero after
 /// `Cannot complete Allocation`, the server answered every Allocate (`-v` prints `allocate response received`) and
 /// every answer was a challenge (uclient retries on 401 or 438 and prints no error code for them; any other
 /// error would be printed as `error NNN`). For hualu, the relay must also count the failed authentication.
 pub fn assert_refused_credentials(server: &Server, out: &ToolOutput) {
     let context = || format!("{out}\n{}", server.log_tail(30));
-    assert!(
-        !out.success() && !out.timed_out,
-        "uclient should fail, not succeed or hang\n{}",
-        context()
-    );
+    assert_failed(server, out);
     assert!(
         out.count("Cannot complete Allocation") >= 1,
         "no allocation failure\n{}",
@@ -106,11 +111,7 @@ pub fn assert_refused_credentials(server: &Server, out: &ToolOutput) {
 /// (e.g. `channel bind: error 403`).
 pub fn assert_refused_with(server: &Server, out: &ToolOutput, code: u16, line: &str) {
     let context = || format!("{out}\n{}", server.log_tail(30));
-    assert!(
-        !out.success() && !out.timed_out,
-        "uclient should fail, not succeed or hang\n{}",
-        context()
-    );
+    assert_failed(server, out);
     assert!(
         out.error_codes().contains(&code),
         "no error {code} reported\n{}",

@@ -236,8 +236,8 @@ impl Server {
     /// The UDP allocation of this shard whose relayed address is `peer`, if any. A payload for such a peer can
     /// be handed to [`Server::handle_peer`] directly (as coming from the sender's relayed address) instead of
     /// going out and back in through the kernel: both parties relayed by the same server is common.
-    pub fn local_relay(&self, peer: SocketAddr) -> Option<(RelayHandle, SocketAddr)> {
-        self.by_relay_addr.get(&peer).map(|&h| (h, peer))
+    pub fn local_relay(&self, peer: SocketAddr) -> Option<RelayHandle> {
+        self.by_relay_addr.get(&peer).copied()
     }
 
     /// The relayed address (as peers see it) of `relay`.

@@ -134,12 +134,12 @@ impl Server {
 
     /// Forgets the TCP connections of a removed allocation; those not yet bound are closed.
     pub(super) fn drop_connections(&mut self, a: &Allocation, relays: &mut impl RelaySockets) {
-        for (&id, _) in a.connections.iter() {
+        for &id in a.connections.keys() {
             if self.shared.forget_connection(id) {
                 relays.close_connection(id);
             }
         }
-        for (&id, _) in a.connecting.iter() {
+        for &id in a.connecting.keys() {
             relays.close_connection(id);
         }
     }

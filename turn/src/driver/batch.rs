@@ -38,16 +38,9 @@ impl RecvBatch {
         Self {
             bufs: vec![0; SLOT * BATCH],
             ctrl: vec![[0; CTRL / 8]; BATCH],
-            // SAFETY: all-zero is a valid value of these plain C structs.
-            addrs: vec![unsafe { zeroed() }; BATCH],
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ],
-            hdrs: vec![unsafe { zeroed() }; BATCH],
+            addrs: zeroed_batch(),
+            iovecs: zeroed_batch(),
+            hdrs: zeroed_batch(),
         }
     }
 
@@ -150,17 +143,10 @@ impl SendBatch {
         Self {
             data: vec![0; SLOT * BATCH],
             lens: Vec::with_capacity(BATCH),
-            // SAFETY: all-zero is a valid value of these plain C structs.
-            addrs: vec![unsafe { zeroed() }; BATCH],
+            addrs: zeroed_batch(),
             addr_lens: vec![0; BATCH],
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: std::ptr::null_mut(),
-                    iov_len: 0
-                };
-                BATCH
-            ],
-            hdrs: vec![unsafe { zeroed() }; BATCH],
+            iovecs: zeroed_batch(),
+            hdrs: zeroed_batch(),
         }
     }
 
@@ -226,6 +212,12 @@ impl SendBatch {
         self.lens.clear();
         out
     }
+}
+
+/// [`BATCH`] zeroed C structs (sockaddr_storage, iovec, mmsghdr); the pointers inside are set before each call.
+fn zeroed_batch<T: Clone>() -> Vec<T> {
+    // SAFETY: only instantiated with plain C structs (integers and raw pointers), for which all-zero is valid.
+    vec![unsafe { zeroed::<T>() }; BATCH]
 }
 
 /// Sends one datagram on `fd` (a relay socket) to `to`, without blocking. Returns false when dropped.

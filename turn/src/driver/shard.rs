@@ -200,7 +200,7 @@ impl Shard {
                 let Some(out) = self.server.handle_client(from, data, now, &mut self.relays) else {
                     continue;
                 };
-                let Some((dest, _)) = self.server.local_relay(out.peer) else {
+                let Some(dest) = self.server.local_relay(out.peer) else {
                     self.relays.send(out.relay, out.peer, out.payload);
                     continue;
                 };

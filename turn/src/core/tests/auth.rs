@@ -75,20 +75,21 @@ fn rest_credentials_work_until_they_expire() {
 
 #[test]
 fn any_configured_secret_verifies_for_rotation() {
-    let auth = Authenticator::new(
-        REALM.into(),
-        [],
-        vec!["old-secret-0123456789".into(), SECRET.into()],
-        [1; 32],
-        600,
-    );
-    let keys = auth
-        .keys("1900000000:dave", IntegrityAlgorithm::Sha1, UNIX0)
-        .expect("keys");
-    assert_eq!(keys.len(), 2, "one candidate key per secret");
-    // The harness server has only SECRET; a credential minted with it still works.
     let mut w = World::new();
-    allocate(&mut w, udp_client(6005), &mut Creds::rest("dave", UNIX0 + 600));
+    allocate(
+        &mut w,
+        udp_client(6005),
+        &mut Creds::rest_with(SECRET, "dave", UNIX0 + 600),
+    );
+    allocate(
+        &mut w,
+        udp_client(6015),
+        &mut Creds::rest_with(OLD_SECRET, "erin", UNIX0 + 600),
+    );
+    let mut forged = Creds::rest_with("never-configured-secret", "mallory", UNIX0 + 600);
+    challenged(&mut w, udp_client(6016), &mut forged);
+    let (r, _) = w.send(udp_client(6016), &forged.request(ALLOCATE, &[&udp()]));
+    assert_eq!(code(&r), 401);
 }
 
 #[test]

@@ -16,6 +16,8 @@ pub const REALM: &str = "hualu.test";
 pub const USER: &str = "alice";
 pub const PASS: &str = "alice-pw";
 pub const SECRET: &str = "rest-secret-0123456789";
+/// A second, older secret the harness server still accepts (rotation).
+pub const OLD_SECRET: &str = "old-rest-secret-0123456789";
 pub const UNIX0: u64 = 1_800_000_000;
 
 /// Relay sockets that only remember which are open.
@@ -103,7 +105,7 @@ impl World {
         let auth = Authenticator::new(
             REALM.into(),
             [(USER.to_string(), PASS.to_string())],
-            vec![SECRET.into()],
+            vec![SECRET.into(), OLD_SECRET.into()],
             [9; 32],
             600,
         );
@@ -188,8 +190,12 @@ impl Creds {
     }
 
     pub fn rest(user: &str, expiry: u64) -> Self {
+        Self::rest_with(SECRET, user, expiry)
+    }
+
+    pub fn rest_with(secret: &str, user: &str, expiry: u64) -> Self {
         let username = format!("{expiry}:{user}");
-        let password = hualu_common::rest::password_for(SECRET, &username);
+        let password = hualu_common::rest::password_for(secret, &username);
         Self {
             username,
             password,
