@@ -30,17 +30,43 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_storage>,
     iovecs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Headers the kernel wrote into in the last call; only these need their lengths reset.
+    used: usize,
 }
 
 impl RecvBatch {
-    /// Allocates the batch.
+    /// Allocates the batch and points its headers at its buffers, once: the buffers are heap vectors that
+    /// never grow, so the pointers stay valid wherever the struct moves.
     pub fn new() -> Self {
-        Self {
+        let mut me = Self {
             bufs: vec![0; SLOT * BATCH],
             ctrl: vec![[0; CTRL / 8]; BATCH],
             addrs: zeroed_batch(),
             iovecs: zeroed_batch(),
             hdrs: zeroed_batch(),
+            used: BATCH,
+        };
+        for i in 0..BATCH {
+            // SAFETY: each iovec points into this slot's payload area, which lives as long as `self`.
+            me.iovecs[i].iov_base = unsafe { me.bufs.as_mut_ptr().add(i * SLOT + HEADROOM) }.cast();
+            me.iovecs[i].iov_len = MAX_DATAGRAM;
+            let h = &mut me.hdrs[i].msg_hdr;
+            h.msg_name = (&mut me.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut me.iovecs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = me.ctrl[i].as_mut_ptr().cast();
+        }
+        me.reset_lengths();
+        me
+    }
+
+    /// Restores what the kernel overwrote in the headers it used: the in/out lengths and flags.
+    fn reset_lengths(&mut self) {
+        for m in &mut self.hdrs[..self.used] {
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_hdr.msg_controllen = CTRL as _;
+            m.msg_hdr.msg_flags = 0;
+            m.msg_len = 0;
         }
     }
 
@@ -64,20 +90,8 @@ impl RecvBatch {
     /// Receives up to [`BATCH`] datagrams from `fd` without blocking. Returns how many arrived; 0 means none
     /// were waiting. A count below [`BATCH`] means the socket's queue is empty.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        for i in 0..BATCH {
-            // SAFETY: each iovec points into this slot's payload area, which lives as long as `self`.
-            self.iovecs[i].iov_base = unsafe { self.bufs.as_mut_ptr().add(i * SLOT + HEADROOM) }.cast();
-            self.iovecs[i].iov_len = MAX_DATAGRAM;
-            let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iovecs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
-            h.msg_controllen = CTRL as _;
-            h.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
-        }
+        self.reset_lengths();
+        self.used = 0;
         // SAFETY: `hdrs` holds BATCH initialised headers whose pointers are valid for the call.
         let n = unsafe {
             libc::recvmmsg(
@@ -96,6 +110,7 @@ impl RecvBatch {
                 Err(e)
             };
         }
+        self.used = n as usize;
         Ok(n as usize)
     }
 
@@ -112,8 +127,9 @@ impl RecvBatch {
     }
 }
 
-// SAFETY: the raw pointers inside only ever point into buffers the struct owns; they are rewritten before
-// every system call, so moving the struct to another thread moves nothing that dangles.
+// SAFETY: the raw pointers inside only ever point into heap buffers the struct owns, which never reallocate
+// (RecvBatch) or are rewritten before every system call (SendBatch), so moving the struct to another thread
+// moves nothing that dangles.
 unsafe impl Send for RecvBatch {}
 // SAFETY: as for RecvBatch.
 unsafe impl Send for SendBatch {}
