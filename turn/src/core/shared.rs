@@ -61,6 +61,9 @@ pub struct Shared {
     ports: Mutex<Ports>,
     /// TCP peer connections (RFC 6062) waiting for their ConnectionBind: id to (username, deadline).
     connections: Mutex<HashMap<u32, (String, Instant)>>,
+    /// Connections spliced after their ConnectionBind, possibly on another shard than their allocation: id to
+    /// whether the allocation has gone, so the shard holding the splice must close it (RFC 6062 §5.5).
+    bound: Mutex<HashMap<u32, bool>>,
 }
 
 /// Relay ports of both families, and the ports held back by EVEN-PORT reservations. Process-wide because the
@@ -89,6 +92,7 @@ impl Shared {
             per_user: Mutex::new(HashMap::default()),
             draining: AtomicBool::new(false),
             connections: Mutex::new(HashMap::default()),
+            bound: Mutex::new(HashMap::default()),
             ports: Mutex::new(Ports {
                 v4: PortPool::new(config.min_port, config.max_port),
                 v6: PortPool::new(config.min_port, config.max_port),
@@ -148,12 +152,35 @@ impl Shared {
     }
 
     /// Takes connection `id` for a ConnectionBind by `username`; false when unknown or another user's.
+    /// A redeemed connection counts as bound until [`Shared::unbind_connection`].
     pub fn redeem_connection(&self, id: u32, username: &str) -> bool {
         let mut c = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        match c.get(&id) {
+        let redeemed = match c.get(&id) {
             Some((owner, _)) if owner == username => c.remove(&id).is_some(),
             _ => false,
+        };
+        if redeemed {
+            self.bound.lock().unwrap_or_else(|e| e.into_inner()).insert(id, false);
         }
+        redeemed
+    }
+
+    /// The allocation of bound connection `id` has gone: its splice must close.
+    pub fn revoke_connection(&self, id: u32) {
+        if let Some(revoked) = self.bound.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id) {
+            *revoked = true;
+        }
+    }
+
+    /// Whether bound connection `id` lost its allocation.
+    pub fn connection_revoked(&self, id: u32) -> bool {
+        let b = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        b.get(&id).copied().unwrap_or(false)
+    }
+
+    /// The splice of connection `id` closed (or never started): forget it.
+    pub fn unbind_connection(&self, id: u32) {
+        self.bound.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
     /// Forgets connection `id`; true when it was still waiting for its ConnectionBind.
@@ -162,10 +189,10 @@ impl Shared {
         c.remove(&id).is_some()
     }
 
-    /// Whether `id` is waiting for a ConnectionBind.
+    /// Whether `id` is in use: waiting for a ConnectionBind, or bound.
     pub fn connection_known(&self, id: u32) -> bool {
         let c = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-        c.contains_key(&id)
+        c.contains_key(&id) || self.bound.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id)
     }
 
     /// Removes and returns the connections whose deadline passed.

@@ -34,6 +34,16 @@ impl Server {
         self.events.pop_front()
     }
 
+    /// Whether spliced connection `id` lost its allocation, so the driver must close both sides.
+    pub fn connection_revoked(&self, id: u32) -> bool {
+        self.shared.connection_revoked(id)
+    }
+
+    /// The driver closed the splice of connection `id` (or could not start it).
+    pub fn connection_unbound(&self, id: u32) {
+        self.shared.unbind_connection(id);
+    }
+
     /// The driver's outgoing connection `id` for a Connect finished: `ok` when established.
     pub fn handle_peer_connected(&mut self, relay: RelayHandle, id: u32, ok: bool, now: Instant) {
         let Some(a) = self.allocations.get_mut(&relay) else {
@@ -132,11 +142,14 @@ impl Server {
         Reply::success(msg)
     }
 
-    /// Forgets the TCP connections of a removed allocation; those not yet bound are closed.
+    /// Closes the TCP connections of a removed allocation: those not yet bound here, and those already
+    /// spliced through whichever shard holds them (it sees [`Server::connection_revoked`] within a second).
     pub(super) fn drop_connections(&mut self, a: &Allocation, relays: &mut impl RelaySockets) {
         for &id in a.connections.keys() {
             if self.shared.forget_connection(id) {
                 relays.close_connection(id);
+            } else {
+                self.shared.revoke_connection(id);
             }
         }
         for &id in a.connecting.keys() {

@@ -396,6 +396,7 @@ impl Shard {
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(mut pipe) = conn.pipe.take() {
             let _ = self.poll.registry().deregister(&mut pipe.peer);
+            self.server.connection_unbound(pipe.id);
         }
         self.conn_by_addr.remove(&conn.addr);
         self.free_conns.push(idx);
@@ -410,7 +411,8 @@ impl Shard {
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
-                let c = c.as_ref()?;
+                // A spliced data connection lives as long as its allocation, however quiet its client.
+                let c = c.as_ref().filter(|c| c.pipe.is_none())?;
                 let idle = now.saturating_duration_since(c.last_read) > IDLE_WITHOUT_ALLOCATION;
                 (idle && !self.server.has_allocation(c.client())).then_some(i)
             })
@@ -418,6 +420,7 @@ impl Shard {
         for i in idle {
             self.close_conn(i);
         }
+        self.close_revoked_pipes();
         self.publisher.publish(
             self.server.stats(),
             self.send_drops + self.relays.send_drops,

@@ -36,6 +36,8 @@ pub struct Conn {
 
 /// A client data connection spliced to a peer connection (RFC 6062 ConnectionBind): bytes flow raw.
 pub struct Pipe {
+    /// The connection id it was bound under.
+    pub id: u32,
     /// The peer connection.
     pub peer: mio::net::TcpStream,
     /// Bytes from the client not yet written to the peer.

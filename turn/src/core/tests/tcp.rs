@@ -192,3 +192,29 @@ fn connection_bind_by_another_user_is_refused() {
     );
     assert_eq!(code(&r), 400);
 }
+
+#[test]
+fn a_bound_connection_is_revoked_with_its_allocation_and_forgotten_when_unbound() {
+    let mut w = World::new();
+    let control = tcp_client(9070);
+    let mut creds = Creds::static_user();
+    let relay = tcp_allocation(&mut w, control, &mut creds);
+    let p = peer(26, 80);
+    w.send(control, &with_peer(&creds, CREATE_PERMISSION, p));
+    let id = w.server.handle_peer_accepted(relay, p, w.now).expect("accepted");
+    assert!(w.server.poll_transmit().is_some(), "ConnectionAttempt");
+    let (r, _) = w.send(
+        tcp_client(9071),
+        &creds.request(CONNECTION_BIND, &[&ConnectionId::new(id)]),
+    );
+    assert_eq!(code(&r), 0);
+    assert!(!w.server.connection_revoked(id), "spliced while the allocation lives");
+    w.server.client_closed(control, &mut w.relays);
+    assert!(w.server.connection_revoked(id), "the allocation went");
+    assert!(
+        !w.relays.closed_connections.contains(&id),
+        "a bound connection is closed by the shard holding its splice, not as a parked one"
+    );
+    w.server.connection_unbound(id);
+    assert!(!w.server.connection_revoked(id), "forgotten once the splice closed");
+}

@@ -52,6 +52,7 @@ impl Shard {
     pub(super) fn start_pipe(&mut self, idx: usize, id: u32) {
         let parked = self.relays.parked.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         let Some((mut peer, _)) = parked else {
+            self.server.connection_unbound(id);
             return self.close_conn(idx);
         };
         let token = Token(PIPE_TOKEN_BASE + idx);
@@ -61,13 +62,16 @@ impl Shard {
             .register(&mut peer, token, Interest::READABLE)
             .is_err()
         {
+            self.server.connection_unbound(id);
             return self.close_conn(idx);
         }
         let Some(Some(conn)) = self.conns.get_mut(idx) else {
+            self.server.connection_unbound(id);
             return;
         };
         let leftover = conn.take_input();
         conn.pipe = Some(Pipe {
+            id,
             peer,
             to_peer: Vec::new(),
         });
@@ -76,6 +80,23 @@ impl Shard {
         }
         // The peer may have sent data while parked; it waits in the socket.
         self.on_pipe_peer(idx, false, Instant::now());
+    }
+
+    /// Closes the splices whose allocation has gone (RFC 6062 §5.5: its connections close with it).
+    pub(super) fn close_revoked_pipes(&mut self) {
+        let revoked: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let id = c.as_ref()?.pipe.as_ref()?.id;
+                self.server.connection_revoked(id).then_some(i)
+            })
+            .collect();
+        for idx in revoked {
+            tracing::debug!(conn = idx, "allocation gone; its TCP connection closes");
+            self.close_conn(idx);
+        }
     }
 
     /// Bytes from a spliced client connection.
