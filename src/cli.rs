@@ -30,4 +30,32 @@ pub enum Command {
     },
     /// The TURN relay alone.
     Turn,
+    /// Mints an access token (HS256 JWT) with an API key from `[auth].api_keys`, and prints it.
+    Token(TokenArgs),
+}
+
+/// `hualu token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The user the token speaks for.
+    #[arg(long)]
+    pub identity: String,
+    /// The room it opens.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// The user's device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Leave out the publish grant.
+    #[arg(long)]
+    pub no_publish: bool,
+    /// Leave out the subscribe grant.
+    #[arg(long)]
+    pub no_subscribe: bool,
+    /// Lifetime in seconds; default `auth.token_ttl_secs`.
+    #[arg(long, value_name = "SECS")]
+    pub ttl: Option<u64>,
+    /// The API key to sign with; needed when several are configured.
+    #[arg(long)]
+    pub key: Option<String>,
 }

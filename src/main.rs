@@ -1,9 +1,10 @@
 //! `hualu`: the media server's one binary. `hualu up` runs every service on one machine; `hualu turn` runs
-//! the TURN relay alone.
+//! the TURN relay alone; `hualu token` mints an access token.
 
 mod cli;
 mod dev;
 mod serve;
+mod token;
 
 use clap::Parser;
 use std::process::ExitCode;

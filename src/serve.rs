@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 /// Loads the config and runs the chosen command until it is signalled to stop.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref(), &cli.sets)?;
+    if let Command::Token(args) = &cli.command {
+        println!("{}", crate::token::mint(&config, args)?);
+        return Ok(());
+    }
     if let Command::Up { dev } = cli.command {
         if dev || cli.config.is_none() {
             config.dev = true;

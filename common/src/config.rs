@@ -29,6 +29,60 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The TURN relay.
     pub turn: TurnConfig,
+    /// API keys that sign access tokens.
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: the API keys an app's backend signs its users' access tokens with (HS256 JWTs, see
+/// [`crate::token`]). The key travels in the token's `kid` header; the secret never leaves the two backends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// API key = secret. Several at once allow rotation.
+    pub api_keys: BTreeMap<String, String>,
+    /// Lifetime of tokens `hualu token` mints, in seconds.
+    pub token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: BTreeMap::new(),
+            token_ttl_secs: 3600,
+        }
+    }
+}
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, secret) in &self.api_keys {
+            if key.is_empty()
+                || key.len() > 64
+                || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(
+                    "auth.api_keys",
+                    format!("key {key:?} must be 1 to 64 letters, digits, '-' or '_'"),
+                ));
+            }
+            if secret.len() < crate::token::MIN_SECRET_LEN {
+                return Err(invalid(
+                    "auth.api_keys",
+                    format!(
+                        "the secret of {key:?} must be at least {} characters",
+                        crate::token::MIN_SECRET_LEN
+                    ),
+                ));
+            }
+        }
+        if self.token_ttl_secs == 0 || self.token_ttl_secs > crate::token::MAX_TTL_SECS {
+            return Err(invalid(
+                "auth.token_ttl_secs",
+                format!("must be 1 to {} seconds", crate::token::MAX_TTL_SECS),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[log]`.
@@ -251,7 +305,8 @@ impl Config {
 
     /// Checks rules that types alone do not express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.turn.validate()
+        self.turn.validate()?;
+        self.auth.validate()
     }
 }
 
@@ -394,6 +449,19 @@ mod tests {
         let err =
             Config::load(None, &["turn.min_port=60000".into(), "turn.max_port=50000".into()]).expect_err("must fail");
         assert!(err.to_string().contains("turn.min_port"), "{err}");
+    }
+
+    #[test]
+    fn api_key_rules_name_the_key() {
+        let short = Config::load(None, &["auth.api_keys.app1=short".into()]).expect_err("must fail");
+        assert!(short.to_string().contains("auth.api_keys"), "{short}");
+        let long = format!("auth.api_keys.{}={}", "k".repeat(65), "s".repeat(40));
+        let bad = Config::load(None, &[long]).expect_err("must fail");
+        assert!(bad.to_string().contains("1 to 64 letters"), "{bad}");
+        let ok = Config::load(None, &[format!("auth.api_keys.app1={}", "s".repeat(40))]).expect("loads");
+        assert_eq!(ok.auth.api_keys.len(), 1);
+        let ttl = Config::load(None, &["auth.token_ttl_secs=0".into()]).expect_err("must fail");
+        assert!(ttl.to_string().contains("auth.token_ttl_secs"), "{ttl}");
     }
 
     #[test]

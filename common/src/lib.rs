@@ -5,6 +5,8 @@
 //! - [`rest`]: TURN REST API credentials (`username = expiry:user`,
 //!   `password = base64(HMAC-SHA1(secret, username))`), shared by signaling and the TURN relay, and compatible
 //!   with coturn's `use-auth-secret`.
+//! - [`token`]: access tokens (HS256 JWTs signed with an API key's secret): who the user is, which room, and
+//!   what they may do there. `hualu token` mints them; the SFU and signaling check them.
 //! - [`telemetry`]: the `tracing` subscriber.
 //! - [`http`]: the Prometheus metrics endpoint and the health checks, on one HTTP port.
 //! - [`clock`]: wall-clock helpers for drivers (cores take time as an argument and never read a clock).
@@ -14,3 +16,4 @@ pub mod config;
 pub mod http;
 pub mod rest;
 pub mod telemetry;
+pub mod token;
