@@ -1,0 +1,448 @@
+//! The core: participants, their published tracks, their subscriptions, and the forwarding between them.
+
+use ahash::HashMap;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
+
+/// A participant, unique within one [`Sfu`].
+pub type PeerId = u64;
+
+/// A session description for the driver to deliver to a participant over its signaling channel.
+#[derive(Debug)]
+pub enum Signal {
+    /// The server renegotiates (tracks came or went): the participant must answer with [`Sfu::handle_answer`].
+    Offer(SdpOffer),
+}
+
+/// Why a join failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The offer could not be accepted.
+    #[error("the offer was refused: {0}")]
+    Offer(#[from] RtcError),
+    /// The SFU's own address is not usable as an ICE candidate.
+    #[error("the SFU address {0} cannot be an ICE candidate")]
+    Candidate(SocketAddr),
+}
+
+/// What a subscriber receives of another participant's track, and how far its negotiation is.
+#[derive(Debug)]
+struct Subscription {
+    source: PeerId,
+    source_mid: Mid,
+    kind: MediaKind,
+    state: SubState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubState {
+    /// To be offered at the next renegotiation.
+    ToOpen,
+    /// Offered as `Mid`, waiting for the answer.
+    Negotiating(Mid),
+    /// Answered: packets flow out on `Mid`.
+    Open(Mid),
+    /// The source went: `Mid` is to be stopped at the next renegotiation.
+    ToStop(Mid),
+    /// Offered stopped, waiting for the answer; then forgotten.
+    Stopping(Mid),
+}
+
+/// One participant.
+struct Peer {
+    room: String,
+    rtc: Rtc,
+    /// Tracks it publishes: its mids and their kinds.
+    published: Vec<(Mid, MediaKind)>,
+    subscriptions: Vec<Subscription>,
+    pending: Option<SdpPendingOffer>,
+    next_timeout: Instant,
+}
+
+/// The participants of one shard, and what flows between them.
+pub struct Sfu {
+    addr: SocketAddr,
+    peers: HashMap<PeerId, Peer>,
+    rooms: HashMap<String, Vec<PeerId>>,
+    by_remote: HashMap<SocketAddr, PeerId>,
+    by_ufrag: HashMap<String, PeerId>,
+    next_id: PeerId,
+    transmits: VecDeque<Transmit>,
+    signals: VecDeque<(PeerId, Signal)>,
+    /// Packets received during a drain, forwarded once it ends: (publisher, its mid, packet).
+    to_forward: Vec<(PeerId, Mid, RtpPacket)>,
+    /// Participants whose `Rtc` failed or panicked, removed after the current call.
+    failed: Vec<PeerId>,
+}
+
+impl Sfu {
+    /// A core whose participants reach it at `addr` (its UDP host candidate).
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            peers: HashMap::default(),
+            rooms: HashMap::default(),
+            by_remote: HashMap::default(),
+            by_ufrag: HashMap::default(),
+            next_id: 0,
+            transmits: VecDeque::new(),
+            signals: VecDeque::new(),
+            to_forward: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// A participant joins `room` with its offer; returns its id and the answer to give it. The others'
+    /// tracks are offered to it, and its tracks to them, by renegotiation ([`Sfu::poll_signal`]).
+    pub fn join(&mut self, room: &str, offer: SdpOffer, now: Instant) -> Result<(PeerId, SdpAnswer), JoinError> {
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .set_rtp_mode(true)
+            .build(now);
+        let candidate = Candidate::host(self.addr, "udp").map_err(|_| JoinError::Candidate(self.addr))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc.sdp_api().accept_offer(offer)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_ufrag.insert(rtc.direct_api().local_ice_credentials().ufrag, id);
+        let members = self.rooms.entry(room.to_string()).or_default();
+        let subscriptions = members
+            .iter()
+            .filter_map(|m| self.peers.get(m).map(|p| (*m, p)))
+            .flat_map(|(m, p)| p.published.iter().map(move |&(mid, kind)| sub(m, mid, kind)))
+            .collect();
+        members.push(id);
+        let peer = Peer {
+            room: room.to_string(),
+            rtc,
+            published: Vec::new(),
+            subscriptions,
+            pending: None,
+            next_timeout: now,
+        };
+        self.peers.insert(id, peer);
+        self.drain(id, now);
+        self.after_call(now);
+        tracing::debug!(peer = id, room, "joined");
+        Ok((id, answer))
+    }
+
+    /// The participant's answer to the last [`Signal::Offer`].
+    pub fn handle_answer(&mut self, id: PeerId, answer: SdpAnswer, now: Instant) -> Result<(), RtcError> {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(pending) = peer.pending.take() else {
+            return Ok(());
+        };
+        peer.rtc.sdp_api().accept_answer(pending, answer)?;
+        peer.subscriptions.retain(|s| !matches!(s.state, SubState::Stopping(_)));
+        for s in &mut peer.subscriptions {
+            if let SubState::Negotiating(mid) = s.state {
+                s.state = SubState::Open(mid);
+            }
+        }
+        self.drain(id, now);
+        self.after_call(now);
+        Ok(())
+    }
+
+    /// Participant `id` leaves: its session ends, and the others stop receiving its tracks.
+    pub fn leave(&mut self, id: PeerId, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.rtc.disconnect();
+        }
+        self.remove(id);
+        self.after_call(now);
+    }
+
+    /// A datagram from `source` to the SFU's `destination`.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        let Some(id) = self.route(source, data, &input) else {
+            return;
+        };
+        let accepted = self.call(id, |rtc| rtc.handle_input(input));
+        if accepted {
+            self.by_remote.insert(source, id);
+            self.drain(id, now);
+        }
+        self.after_call(now);
+    }
+
+    /// Runs every participant's timers that are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.next_timeout <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if self.call(id, |rtc| rtc.handle_input(Input::Timeout(now))) {
+                self.drain(id, now);
+            }
+        }
+        self.after_call(now);
+    }
+
+    /// When [`Sfu::handle_timeout`] wants to run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().map(|p| p.next_timeout).min()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next session description to deliver to a participant.
+    pub fn poll_signal(&mut self) -> Option<(PeerId, Signal)> {
+        self.signals.pop_front()
+    }
+
+    /// Participants connected now.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Finds the participant a datagram belongs to: by its source address once known, else (a STUN request)
+    /// by the ICE username, whose first part is the ufrag we gave that participant.
+    fn route(&mut self, source: SocketAddr, data: &[u8], input: &Input<'_>) -> Option<PeerId> {
+        if let Some(&id) = self.by_remote.get(&source) {
+            return Some(id);
+        }
+        let message = str0m::ice::StunMessage::parse(data).ok()?;
+        let (ours, _) = message.split_username()?;
+        let id = *self.by_ufrag.get(ours)?;
+        self.peers.get(&id)?.rtc.accepts(input).then_some(id)
+    }
+
+    /// Calls into a participant's `Rtc`; an error or a panic (a str0m bug, by its policy) ends that
+    /// participant only. Returns whether the call succeeded.
+    fn call(&mut self, id: PeerId, f: impl FnOnce(&mut Rtc) -> Result<(), RtcError>) -> bool {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        match catch_unwind(AssertUnwindSafe(|| f(&mut peer.rtc))) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = id, error = %e, "peer input refused");
+                true
+            }
+            Err(_) => {
+                tracing::error!(peer = id, "bug: str0m panicked; the participant is dropped");
+                self.failed.push(id);
+                false
+            }
+        }
+    }
+
+    /// Takes everything a participant's `Rtc` has to say, until it names its next timeout.
+    fn drain(&mut self, id: PeerId, now: Instant) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&id) else { return };
+            let out = match catch_unwind(AssertUnwindSafe(|| peer.rtc.poll_output())) {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = id, error = %e, "peer failed");
+                    self.failed.push(id);
+                    return;
+                }
+                Err(_) => {
+                    tracing::error!(peer = id, "bug: str0m panicked; the participant is dropped");
+                    self.failed.push(id);
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    peer.next_timeout = t.max(now);
+                    return;
+                }
+                Output::Transmit(t) => self.transmits.push_back(t),
+                Output::Event(e) => self.on_event(id, e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, id: PeerId, event: Event) {
+        match event {
+            Event::MediaAdded(m) if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) => {
+                self.published(id, m.mid, m.kind);
+            }
+            Event::RtpPacket(p) => {
+                let Some(peer) = self.peers.get_mut(&id) else { return };
+                let mid = peer.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
+                if let Some(mid) = mid {
+                    self.to_forward.push((id, mid, p));
+                }
+            }
+            Event::IceConnectionStateChange(s) => tracing::debug!(peer = id, state = ?s, "ice"),
+            _ => {}
+        }
+    }
+
+    /// Participant `id` publishes `mid`: every other participant of its room subscribes.
+    fn published(&mut self, id: PeerId, mid: Mid, kind: MediaKind) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        peer.published.push((mid, kind));
+        let room = peer.room.clone();
+        for other in self.rooms.get(&room).into_iter().flatten() {
+            if *other == id {
+                continue;
+            }
+            if let Some(p) = self.peers.get_mut(other) {
+                p.subscriptions.push(sub(id, mid, kind));
+            }
+        }
+    }
+
+    /// Forwards what the last calls received, renegotiates where tracks are waiting, and drops failed peers.
+    fn after_call(&mut self, now: Instant) {
+        while !self.to_forward.is_empty() {
+            for (source, mid, packet) in std::mem::take(&mut self.to_forward) {
+                self.forward(source, mid, &packet, now);
+            }
+        }
+        let waiting: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                let waiting = |s: &Subscription| matches!(s.state, SubState::ToOpen | SubState::ToStop(_));
+                p.pending.is_none() && p.subscriptions.iter().any(waiting)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.renegotiate(id, now);
+        }
+        for id in std::mem::take(&mut self.failed) {
+            self.remove(id);
+        }
+    }
+
+    /// Sends `packet` of `source`'s track `mid` to each subscriber with that track open.
+    fn forward(&mut self, source: PeerId, mid: Mid, packet: &RtpPacket, now: Instant) {
+        let Some(params) = self.peers.get(&source).and_then(|p| {
+            p.rtc
+                .codec_config()
+                .find(|c| c.pt() == packet.header.payload_type)
+                .cloned()
+        }) else {
+            return;
+        };
+        let Some(room) = self.peers.get(&source).map(|p| p.room.clone()) else {
+            return;
+        };
+        let members = self.rooms.get(&room).cloned().unwrap_or_default();
+        for sub_id in members {
+            let Some(peer) = self.peers.get_mut(&sub_id) else {
+                continue;
+            };
+            let Some((out_mid, kind)) = peer.subscriptions.iter().find_map(|s| match s.state {
+                SubState::Open(m) if s.source == source && s.source_mid == mid => Some((m, s.kind)),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let Some(pt) = peer.rtc.codec_config().match_params(params.clone()).map(|p| p.pt()) else {
+                continue;
+            };
+            let write = RtpWrite::new(
+                pt,
+                packet.seq_no,
+                packet.header.timestamp,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(packet.header.ext_vals.clone())
+            .nackable(kind == MediaKind::Video);
+            let written = catch_unwind(AssertUnwindSafe(|| {
+                let mut api = peer.rtc.direct_api();
+                let tx = api.stream_tx_by_mid(out_mid, None)?;
+                tx.write_rtp(write);
+                Some(())
+            }));
+            if written.is_err() {
+                tracing::error!(
+                    peer = sub_id,
+                    "bug: str0m panicked on write; the participant is dropped"
+                );
+                self.failed.push(sub_id);
+                continue;
+            }
+            self.drain(sub_id, now);
+        }
+    }
+
+    /// Offers a participant the tracks waiting for it.
+    fn renegotiate(&mut self, id: PeerId, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        let mut api = peer.rtc.sdp_api();
+        for s in &mut peer.subscriptions {
+            match s.state {
+                SubState::ToOpen => {
+                    let mid = api.add_media(s.kind, Direction::SendOnly, Some(s.source.to_string()), None, None);
+                    s.state = SubState::Negotiating(mid);
+                }
+                SubState::ToStop(mid) => {
+                    api.stop_media(mid);
+                    s.state = SubState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        if let Some((offer, pending)) = api.apply() {
+            peer.pending = Some(pending);
+            self.signals.push_back((id, Signal::Offer(offer)));
+        }
+        self.drain(id, now);
+    }
+
+    fn remove(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.remove(&id) else { return };
+        self.by_remote.retain(|_, p| *p != id);
+        self.by_ufrag.retain(|_, p| *p != id);
+        if let Some(members) = self.rooms.get_mut(&peer.room) {
+            members.retain(|m| *m != id);
+            if members.is_empty() {
+                self.rooms.remove(&peer.room);
+            }
+        }
+        for p in self.peers.values_mut() {
+            p.subscriptions
+                .retain(|s| s.source != id || s.state != SubState::ToOpen);
+            for s in p.subscriptions.iter_mut().filter(|s| s.source == id) {
+                if let SubState::Negotiating(mid) | SubState::Open(mid) = s.state {
+                    s.state = SubState::ToStop(mid);
+                }
+            }
+        }
+        tracing::debug!(peer = id, room = %peer.room, "removed");
+    }
+}
+
+fn sub(source: PeerId, source_mid: Mid, kind: MediaKind) -> Subscription {
+    Subscription {
+        source,
+        source_mid,
+        kind,
+        state: SubState::ToOpen,
+    }
+}

@@ -1,0 +1,244 @@
+//! Rooms in virtual time: str0m clients and the SFU core in one process, datagrams passed by hand, time
+//! advanced by a millisecond per step.
+
+use hualu_sfu::{PeerId, Sfu, Signal};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::SdpPendingOffer;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const SFU: &str = "10.0.0.1:3478";
+
+/// A participant: a browser-like str0m peer (full ICE, frame mode) publishing one audio track.
+struct Client {
+    addr: SocketAddr,
+    rtc: Rtc,
+    id: PeerId,
+    send_mid: Mid,
+    next_timeout: Instant,
+    connected: bool,
+    /// Frames received, by mid.
+    received: HashMap<Mid, usize>,
+}
+
+struct World {
+    now: Instant,
+    start: Instant,
+    sfu: Sfu,
+    clients: Vec<Client>,
+}
+
+impl World {
+    fn new() -> Self {
+        let now = Instant::now();
+        World {
+            now,
+            start: now,
+            sfu: Sfu::new(SFU.parse().expect("addr")),
+            clients: Vec::new(),
+        }
+    }
+
+    /// A client at 10.0.0.`n` joins `room`, offering one audio track to send.
+    fn join(&mut self, n: u8, room: &str) {
+        let addr: SocketAddr = format!("10.0.0.{n}:5000").parse().expect("addr");
+        let mut rtc = Rtc::builder().build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let (offer, pending): (_, SdpPendingOffer) = api.apply().expect("an offer");
+        let (id, answer) = self.sfu.join(room, offer, self.now).expect("joins");
+        rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
+        self.clients.push(Client {
+            addr,
+            rtc,
+            id,
+            send_mid,
+            next_timeout: self.now,
+            connected: false,
+            received: HashMap::new(),
+        });
+        let i = self.clients.len() - 1;
+        self.drain_client(i);
+    }
+
+    /// Advances one millisecond: timers, datagrams both ways, signaling, and 20 ms audio frames.
+    fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        for i in 0..self.clients.len() {
+            if self.clients[i].next_timeout <= self.now {
+                self.clients[i]
+                    .rtc
+                    .handle_input(Input::Timeout(self.now))
+                    .expect("timeout");
+                self.drain_client(i);
+            }
+        }
+        self.sfu.handle_timeout(self.now);
+        self.pump();
+        let ms = (self.now - self.start).as_millis();
+        if ms % 20 == 0 {
+            for i in 0..self.clients.len() {
+                self.speak(i);
+            }
+            self.pump();
+        }
+    }
+
+    /// Moves datagrams and session descriptions until nothing is left in flight.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(t) = self.sfu.poll_transmit() {
+                moved = true;
+                let Some(i) = self.clients.iter().position(|c| c.addr == t.destination) else {
+                    continue;
+                };
+                let input = Input::Receive(
+                    self.now,
+                    str0m::net::Receive::new(t.proto, t.source, t.destination, &t.contents).expect("datagram"),
+                );
+                self.clients[i].rtc.handle_input(input).expect("client input");
+                self.drain_client(i);
+            }
+            while let Some((id, Signal::Offer(offer))) = self.sfu.poll_signal() {
+                moved = true;
+                let i = self.clients.iter().position(|c| c.id == id).expect("a client");
+                let answer = self.clients[i]
+                    .rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .expect("client answers");
+                self.drain_client(i);
+                self.sfu
+                    .handle_answer(id, answer, self.now)
+                    .expect("sfu takes the answer");
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn drain_client(&mut self, i: usize) {
+        loop {
+            let c = &mut self.clients[i];
+            match c.rtc.poll_output().expect("client output") {
+                Output::Timeout(t) => {
+                    c.next_timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    let (src, dst) = (t.source, t.destination);
+                    self.sfu.handle_receive(self.now, src, dst, &t.contents);
+                }
+                Output::Event(Event::Connected) => c.connected = true,
+                Output::Event(Event::MediaData(d)) => *c.received.entry(d.mid).or_default() += 1,
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Client `i` sends one 20 ms Opus frame (the bytes are not decoded anywhere).
+    fn speak(&mut self, i: usize) {
+        let elapsed = self.now - self.start;
+        let c = &mut self.clients[i];
+        if !c.connected {
+            return;
+        }
+        let Some(writer) = c.rtc.writer(c.send_mid) else { return };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        let time = MediaTime::from(elapsed);
+        writer
+            .write(pt, self.start + elapsed, time, vec![i as u8; 60])
+            .expect("write");
+        self.drain_client(i);
+    }
+
+    fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+}
+
+#[test]
+fn three_participants_each_hear_the_other_two() {
+    let mut w = World::new();
+    for n in 2..=4 {
+        w.join(n, "standup");
+    }
+    w.run(Duration::from_secs(4));
+    assert_eq!(w.sfu.peer_count(), 3);
+    for c in &w.clients {
+        assert!(c.connected, "client {} connected", c.addr);
+        let streams: Vec<usize> = c.received.values().copied().filter(|&n| n >= 50).collect();
+        assert_eq!(
+            streams.len(),
+            2,
+            "client {} receives two audio streams of at least 50 frames: {:?}",
+            c.addr,
+            c.received
+        );
+    }
+}
+
+#[test]
+fn rooms_are_apart() {
+    let mut w = World::new();
+    w.join(2, "a");
+    w.join(3, "a");
+    w.join(4, "b");
+    w.run(Duration::from_secs(3));
+    let heard = |i: usize| w.clients[i].received.values().filter(|&&n| n >= 20).count();
+    assert_eq!(
+        (heard(0), heard(1), heard(2)),
+        (1, 1, 0),
+        "{:?}",
+        w.clients.iter().map(|c| &c.received).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_leaver_is_stopped_for_the_others_who_keep_hearing_each_other() {
+    let mut w = World::new();
+    for n in 2..=4 {
+        w.join(n, "standup");
+    }
+    w.run(Duration::from_secs(3));
+    let leaver = w.clients[0].id;
+    w.sfu.leave(leaver, w.now);
+    w.run(Duration::from_millis(500));
+    let before: Vec<HashMap<Mid, usize>> = w.clients.iter().map(|c| c.received.clone()).collect();
+    w.run(Duration::from_secs(2));
+    assert_eq!(w.sfu.peer_count(), 2);
+    for i in 1..3 {
+        let grew: Vec<usize> = w.clients[i]
+            .received
+            .iter()
+            .map(|(mid, n)| n - before[i].get(mid).copied().unwrap_or(0))
+            .filter(|&d| d > 0)
+            .collect();
+        assert_eq!(grew.len(), 1, "client {i} hears only the one who stayed: {grew:?}");
+        assert!(grew[0] >= 80, "about 100 frames in 2 s, got {}", grew[0]);
+        let stopped = w.clients[i].rtc.media(
+            w.clients[i]
+                .received
+                .keys()
+                .copied()
+                .find(|m| w.clients[i].received[m] == before[i].get(m).copied().unwrap_or(0))
+                .expect("the leaver's mid"),
+        );
+        assert_eq!(stopped.map(|m| m.stopped()), Some(true), "its m-line is stopped");
+    }
+}
