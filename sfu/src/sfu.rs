@@ -4,9 +4,13 @@ use ahash::HashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Keyframe requests relayed to a publisher, at most one per track per this long: a subscriber that lost a
+/// keyframe asks again and again, and every keyframe costs the publisher's uplink.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
@@ -80,6 +84,10 @@ pub struct Sfu {
     to_forward: Vec<(PeerId, Mid, RtpPacket)>,
     /// Participants whose `Rtc` failed or panicked, removed after the current call.
     failed: Vec<PeerId>,
+    /// Keyframe requests from subscribers during a drain: (subscriber, its mid, kind).
+    keyframe_requests: Vec<(PeerId, Mid, KeyframeRequestKind)>,
+    /// When a keyframe was last requested of each published track.
+    last_keyframe_request: HashMap<(PeerId, Mid), Instant>,
 }
 
 impl Sfu {
@@ -96,6 +104,8 @@ impl Sfu {
             signals: VecDeque::new(),
             to_forward: Vec::new(),
             failed: Vec::new(),
+            keyframe_requests: Vec::new(),
+            last_keyframe_request: HashMap::default(),
         }
     }
 
@@ -292,6 +302,7 @@ impl Sfu {
                     self.to_forward.push((id, mid, p));
                 }
             }
+            Event::KeyframeRequest(k) => self.keyframe_requests.push((id, k.mid, k.kind)),
             Event::IceConnectionStateChange(s) => tracing::debug!(peer = id, state = ?s, "ice"),
             _ => {}
         }
@@ -314,9 +325,12 @@ impl Sfu {
 
     /// Forwards what the last calls received, renegotiates where tracks are waiting, and drops failed peers.
     fn after_call(&mut self, now: Instant) {
-        while !self.to_forward.is_empty() {
+        while !self.to_forward.is_empty() || !self.keyframe_requests.is_empty() {
             for (source, mid, packet) in std::mem::take(&mut self.to_forward) {
                 self.forward(source, mid, &packet, now);
+            }
+            for (subscriber, mid, kind) in std::mem::take(&mut self.keyframe_requests) {
+                self.relay_keyframe_request(subscriber, mid, kind, now);
             }
         }
         let waiting: Vec<PeerId> = self
@@ -391,6 +405,41 @@ impl Sfu {
         }
     }
 
+    /// A subscriber asked for a keyframe on its m-line `mid`: ask the track's publisher, unless it was asked
+    /// less than [`KEYFRAME_REQUEST_INTERVAL`] ago.
+    fn relay_keyframe_request(&mut self, subscriber: PeerId, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
+        let Some(source) = self.peers.get(&subscriber).and_then(|p| {
+            p.subscriptions.iter().find_map(|s| match s.state {
+                SubState::Open(m) if m == mid => Some((s.source, s.source_mid)),
+                _ => None,
+            })
+        }) else {
+            return;
+        };
+        if let Some(last) = self.last_keyframe_request.get(&source) {
+            if now.saturating_duration_since(*last) < KEYFRAME_REQUEST_INTERVAL {
+                return;
+            }
+        }
+        let Some(publisher) = self.peers.get_mut(&source.0) else {
+            return;
+        };
+        let asked = catch_unwind(AssertUnwindSafe(|| {
+            let mut api = publisher.rtc.direct_api();
+            api.stream_rx_by_mid(source.1, None)
+                .map(|rx| rx.request_keyframe(kind))
+                .is_some()
+        }));
+        match asked {
+            Ok(true) => {
+                self.last_keyframe_request.insert(source, now);
+                self.drain(source.0, now);
+            }
+            Ok(false) => {}
+            Err(_) => self.failed.push(source.0),
+        }
+    }
+
     /// Offers a participant the tracks waiting for it.
     fn renegotiate(&mut self, id: PeerId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
@@ -419,6 +468,7 @@ impl Sfu {
         let Some(peer) = self.peers.remove(&id) else { return };
         self.by_remote.retain(|_, p| *p != id);
         self.by_ufrag.retain(|_, p| *p != id);
+        self.last_keyframe_request.retain(|(p, _), _| *p != id);
         if let Some(members) = self.rooms.get_mut(&peer.room) {
             members.retain(|m| *m != id);
             if members.is_empty() {

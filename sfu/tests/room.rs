@@ -18,7 +18,10 @@ struct Client {
     rtc: Rtc,
     id: PeerId,
     send_mid: Mid,
+    video_mid: Option<Mid>,
     next_timeout: Instant,
+    /// Keyframe requests the SFU relayed to this publisher.
+    keyframe_requests: usize,
     connected: bool,
     /// Frames received, by mid.
     received: HashMap<Mid, usize>,
@@ -44,11 +47,17 @@ impl World {
 
     /// A client at 10.0.0.`n` joins `room`, offering one audio track to send.
     fn join(&mut self, n: u8, room: &str) {
+        self.join_with(n, room, false);
+    }
+
+    /// A client at 10.0.0.`n` joins `room`, offering audio and, if `video`, a VP8 track to send.
+    fn join_with(&mut self, n: u8, room: &str, video: bool) {
         let addr: SocketAddr = format!("10.0.0.{n}:5000").parse().expect("addr");
         let mut rtc = Rtc::builder().build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
         let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video_mid = video.then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
         let (offer, pending): (_, SdpPendingOffer) = api.apply().expect("an offer");
         let (id, answer) = self.sfu.join(room, offer, self.now).expect("joins");
         rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
@@ -57,7 +66,9 @@ impl World {
             rtc,
             id,
             send_mid,
+            video_mid,
             next_timeout: self.now,
+            keyframe_requests: 0,
             connected: false,
             received: HashMap::new(),
         });
@@ -137,6 +148,7 @@ impl World {
                 }
                 Output::Event(Event::Connected) => c.connected = true,
                 Output::Event(Event::MediaData(d)) => *c.received.entry(d.mid).or_default() += 1,
+                Output::Event(Event::KeyframeRequest(_)) => c.keyframe_requests += 1,
                 Output::Event(_) => {}
             }
         }
@@ -162,6 +174,42 @@ impl World {
             .write(pt, self.start + elapsed, time, vec![i as u8; 60])
             .expect("write");
         self.drain_client(i);
+        let c = &mut self.clients[i];
+        let Some(writer) = c.video_mid.and_then(|m| c.rtc.writer(m)) else {
+            return;
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        // A VP8 frame's bytes; nothing decodes them. The first byte's low bit clear marks a keyframe.
+        let frame = vec![0x10; 900];
+        writer
+            .write(pt, self.start + elapsed, MediaTime::from(elapsed), frame)
+            .expect("write video");
+        self.drain_client(i);
+    }
+
+    /// Client `i` asks for a keyframe on each video m-line it receives.
+    fn ask_keyframe(&mut self, i: usize) {
+        let c = &mut self.clients[i];
+        let video: Vec<Mid> = c
+            .received
+            .keys()
+            .copied()
+            .filter(|m| c.rtc.media(*m).is_some_and(|m| m.kind() == MediaKind::Video))
+            .collect();
+        for mid in video {
+            if let Some(mut w) = c.rtc.writer(mid) {
+                w.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+                    .expect("request");
+            }
+        }
+        self.drain_client(i);
+        self.pump();
     }
 
     fn run(&mut self, d: Duration) {
@@ -241,4 +289,43 @@ fn a_leaver_is_stopped_for_the_others_who_keep_hearing_each_other() {
         );
         assert_eq!(stopped.map(|m| m.stopped()), Some(true), "its m-line is stopped");
     }
+}
+
+#[test]
+fn video_flows_and_keyframe_requests_reach_the_publisher_at_most_once_a_second() {
+    let mut w = World::new();
+    w.join_with(2, "standup", true);
+    w.join(3, "standup");
+    w.run(Duration::from_secs(3));
+    let video_frames: usize = {
+        let c = &w.clients[1];
+        c.received
+            .iter()
+            .filter(|(m, _)| c.rtc.media(**m).is_some_and(|m| m.kind() == MediaKind::Video))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    assert!(
+        video_frames >= 100,
+        "the subscriber decodes nothing but gets the frames: {video_frames}"
+    );
+    let before = w.clients[0].keyframe_requests;
+    for _ in 0..5 {
+        w.ask_keyframe(1);
+        w.run(Duration::from_millis(20));
+    }
+    w.run(Duration::from_millis(200));
+    assert_eq!(
+        w.clients[0].keyframe_requests - before,
+        1,
+        "five requests in 0.3 s reach the publisher once"
+    );
+    w.run(Duration::from_millis(1000));
+    w.ask_keyframe(1);
+    w.run(Duration::from_millis(200));
+    assert_eq!(
+        w.clients[0].keyframe_requests - before,
+        2,
+        "a second one a second later"
+    );
 }
