@@ -374,7 +374,7 @@ impl Sfu {
             }) else {
                 continue;
             };
-            let Some(pt) = peer.rtc.codec_config().match_params(params.clone()).map(|p| p.pt()) else {
+            let Some(pt) = peer.rtc.codec_config().match_params(params).map(|p| p.pt()) else {
                 continue;
             };
             let write = RtpWrite::new(

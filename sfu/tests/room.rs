@@ -270,24 +270,19 @@ fn a_leaver_is_stopped_for_the_others_who_keep_hearing_each_other() {
     let before: Vec<HashMap<Mid, usize>> = w.clients.iter().map(|c| c.received.clone()).collect();
     w.run(Duration::from_secs(2));
     assert_eq!(w.sfu.peer_count(), 2);
-    for i in 1..3 {
-        let grew: Vec<usize> = w.clients[i]
-            .received
-            .iter()
-            .map(|(mid, n)| n - before[i].get(mid).copied().unwrap_or(0))
-            .filter(|&d| d > 0)
-            .collect();
+    for (i, (c, before)) in w.clients.iter().zip(&before).enumerate().skip(1) {
+        let new_frames = |mid: &Mid| c.received[mid] - before.get(mid).copied().unwrap_or(0);
+        let grew: Vec<usize> = c.received.keys().map(new_frames).filter(|&d| d > 0).collect();
         assert_eq!(grew.len(), 1, "client {i} hears only the one who stayed: {grew:?}");
         assert!(grew[0] >= 80, "about 100 frames in 2 s, got {}", grew[0]);
-        let stopped = w.clients[i].rtc.media(
-            w.clients[i]
-                .received
-                .keys()
-                .copied()
-                .find(|m| w.clients[i].received[m] == before[i].get(m).copied().unwrap_or(0))
-                .expect("the leaver's mid"),
-        );
-        assert_eq!(stopped.map(|m| m.stopped()), Some(true), "its m-line is stopped");
+        let leavers = c
+            .received
+            .keys()
+            .copied()
+            .find(|m| new_frames(m) == 0)
+            .expect("the leaver's mid");
+        let stopped = c.rtc.media(leavers).map(|m| m.stopped());
+        assert_eq!(stopped, Some(true), "its m-line is stopped");
     }
 }
 
