@@ -7,4 +7,4 @@
 
 mod sfu;
 
-pub use sfu::{JoinError, PeerId, Sfu, Signal};
+pub use sfu::{JoinError, Limits, PeerId, Sfu, Signal, KEYFRAME_REQUEST_INTERVAL};

@@ -18,11 +18,37 @@ use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
 /// A participant, unique within one [`Sfu`].
 pub type PeerId = u64;
 
-/// A session description for the driver to deliver to a participant over its signaling channel.
+/// Limits of one core.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Participants per room; the next join gets [`JoinError::RoomFull`].
+    pub participants_per_room: usize,
+    /// Rooms on this core; a join that would open one more gets [`JoinError::TooManyRooms`].
+    pub rooms: usize,
+    /// A participant whose ICE has not connected this long after joining is removed.
+    pub connect_timeout: Duration,
+    /// A participant from whom nothing has arrived this long is removed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            participants_per_room: 100,
+            rooms: 10_000,
+            connect_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A message for the driver to deliver to a participant over its signaling channel.
 #[derive(Debug)]
 pub enum Signal {
     /// The server renegotiates (tracks came or went): the participant must answer with [`Sfu::handle_answer`].
     Offer(SdpOffer),
+    /// The SFU ended the participant's session, for the reason given.
+    Ended(&'static str),
 }
 
 /// Why a join failed.
@@ -34,6 +60,17 @@ pub enum JoinError {
     /// The SFU's own address is not usable as an ICE candidate.
     #[error("the SFU address {0} cannot be an ICE candidate")]
     Candidate(SocketAddr),
+    /// The room holds its maximum of participants.
+    #[error("room {room:?} is full ({max} participants)")]
+    RoomFull {
+        /// The room.
+        room: String,
+        /// Its limit.
+        max: usize,
+    },
+    /// This node holds its maximum of rooms.
+    #[error("this node holds its maximum of {0} rooms; try another")]
+    TooManyRooms(usize),
 }
 
 /// What a subscriber receives of another participant's track, and how far its negotiation is.
@@ -68,11 +105,26 @@ struct Peer {
     subscriptions: Vec<Subscription>,
     pending: Option<SdpPendingOffer>,
     next_timeout: Instant,
+    joined: Instant,
+    connected: bool,
+    last_input: Instant,
+}
+
+impl Peer {
+    /// When the connect or idle timeout removes this participant.
+    fn deadline(&self, limits: &Limits) -> Instant {
+        if self.connected {
+            self.last_input + limits.idle_timeout
+        } else {
+            self.joined + limits.connect_timeout
+        }
+    }
 }
 
 /// The participants of one shard, and what flows between them.
 pub struct Sfu {
     addr: SocketAddr,
+    limits: Limits,
     peers: HashMap<PeerId, Peer>,
     rooms: HashMap<String, Vec<PeerId>>,
     by_remote: HashMap<SocketAddr, PeerId>,
@@ -91,10 +143,11 @@ pub struct Sfu {
 }
 
 impl Sfu {
-    /// A core whose participants reach it at `addr` (its UDP host candidate).
-    pub fn new(addr: SocketAddr) -> Self {
+    /// A core whose participants reach it at `addr` (its UDP host candidate), within `limits`.
+    pub fn new(addr: SocketAddr, limits: Limits) -> Self {
         Self {
             addr,
+            limits,
             peers: HashMap::default(),
             rooms: HashMap::default(),
             by_remote: HashMap::default(),
@@ -112,6 +165,14 @@ impl Sfu {
     /// A participant joins `room` with its offer; returns its id and the answer to give it. The others'
     /// tracks are offered to it, and its tracks to them, by renegotiation ([`Sfu::poll_signal`]).
     pub fn join(&mut self, room: &str, offer: SdpOffer, now: Instant) -> Result<(PeerId, SdpAnswer), JoinError> {
+        match self.rooms.get(room) {
+            Some(members) if members.len() >= self.limits.participants_per_room => {
+                let max = self.limits.participants_per_room;
+                return Err(JoinError::RoomFull { room: room.into(), max });
+            }
+            None if self.rooms.len() >= self.limits.rooms => return Err(JoinError::TooManyRooms(self.limits.rooms)),
+            _ => {}
+        }
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .clear_codecs()
@@ -140,6 +201,9 @@ impl Sfu {
             subscriptions,
             pending: None,
             next_timeout: now,
+            joined: now,
+            connected: false,
+            last_input: now,
         };
         self.peers.insert(id, peer);
         self.drain(id, now);
@@ -189,6 +253,9 @@ impl Sfu {
         let accepted = self.call(id, |rtc| rtc.handle_input(input));
         if accepted {
             self.by_remote.insert(source, id);
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.last_input = now;
+            }
             self.drain(id, now);
         }
         self.after_call(now);
@@ -196,6 +263,18 @@ impl Sfu {
 
     /// Runs every participant's timers that are due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let lapsed: Vec<(PeerId, bool)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.deadline(&self.limits) <= now)
+            .map(|(id, p)| (*id, p.connected))
+            .collect();
+        for (id, connected) in lapsed {
+            let why = if connected { "idle" } else { "never connected" };
+            tracing::debug!(peer = id, why, "participant timed out");
+            self.signals.push_back((id, Signal::Ended(why)));
+            self.leave(id, now);
+        }
         let due: Vec<PeerId> = self
             .peers
             .iter()
@@ -212,7 +291,10 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().map(|p| p.next_timeout).min()
+        self.peers
+            .values()
+            .map(|p| p.next_timeout.min(p.deadline(&self.limits)))
+            .min()
     }
 
     /// The next datagram to send.
@@ -300,6 +382,11 @@ impl Sfu {
                 let mid = peer.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
                 if let Some(mid) = mid {
                     self.to_forward.push((id, mid, p));
+                }
+            }
+            Event::Connected => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.connected = true;
                 }
             }
             Event::KeyframeRequest(k) => self.keyframe_requests.push((id, k.mid, k.kind)),

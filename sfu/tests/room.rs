@@ -1,7 +1,7 @@
 //! Rooms in virtual time: str0m clients and the SFU core in one process, datagrams passed by hand, time
 //! advanced by a millisecond per step.
 
-use hualu_sfu::{PeerId, Sfu, Signal};
+use hualu_sfu::{JoinError, Limits, PeerId, Sfu, Signal};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -32,16 +32,26 @@ struct World {
     start: Instant,
     sfu: Sfu,
     clients: Vec<Client>,
+    /// Sessions the SFU ended, with the signal it sent.
+    ended: Vec<(PeerId, Signal)>,
+    /// Clients that stopped talking (their datagrams are dropped both ways).
+    silent: Vec<usize>,
 }
 
 impl World {
     fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    fn with_limits(limits: Limits) -> Self {
         let now = Instant::now();
         World {
             now,
             start: now,
-            sfu: Sfu::new(SFU.parse().expect("addr")),
+            sfu: Sfu::new(SFU.parse().expect("addr"), limits),
             clients: Vec::new(),
+            ended: Vec::new(),
+            silent: Vec::new(),
         }
     }
 
@@ -115,9 +125,16 @@ impl World {
                 self.clients[i].rtc.handle_input(input).expect("client input");
                 self.drain_client(i);
             }
-            while let Some((id, Signal::Offer(offer))) = self.sfu.poll_signal() {
+            while let Some((id, signal)) = self.sfu.poll_signal() {
                 moved = true;
-                let i = self.clients.iter().position(|c| c.id == id).expect("a client");
+                let Signal::Offer(offer) = signal else {
+                    self.ended.push((id, signal));
+                    continue;
+                };
+                // Offers to participants joined by hand (not World clients) go unanswered.
+                let Some(i) = self.clients.iter().position(|c| c.id == id) else {
+                    continue;
+                };
                 let answer = self.clients[i]
                     .rtc
                     .sdp_api()
@@ -143,8 +160,9 @@ impl World {
                     return;
                 }
                 Output::Transmit(t) => {
-                    let (src, dst) = (t.source, t.destination);
-                    self.sfu.handle_receive(self.now, src, dst, &t.contents);
+                    if !self.silent.contains(&i) {
+                        self.sfu.handle_receive(self.now, t.source, t.destination, &t.contents);
+                    }
                 }
                 Output::Event(Event::Connected) => c.connected = true,
                 Output::Event(Event::MediaData(d)) => *c.received.entry(d.mid).or_default() += 1,
@@ -323,4 +341,114 @@ fn video_flows_and_keyframe_requests_reach_the_publisher_at_most_once_a_second()
         2,
         "a second one a second later"
     );
+}
+
+/// An offer from a fresh client that publishes one audio track.
+fn audio_offer(now: Instant, n: u8) -> str0m::change::SdpOffer {
+    let mut rtc = Rtc::builder().build(now);
+    let addr: SocketAddr = format!("10.0.1.{n}:5000").parse().expect("addr");
+    rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    api.apply().expect("an offer").0
+}
+
+#[test]
+fn full_rooms_and_a_full_node_refuse_with_a_clear_error() {
+    let limits = Limits {
+        participants_per_room: 2,
+        rooms: 1,
+        ..Limits::default()
+    };
+    let mut w = World::with_limits(limits);
+    w.join(2, "a");
+    w.join(3, "a");
+    let err = w
+        .sfu
+        .join("a", audio_offer(w.now, 4), w.now)
+        .expect_err("a third is refused");
+    assert!(matches!(err, JoinError::RoomFull { max: 2, .. }), "{err}");
+    assert_eq!(err.to_string(), "room \"a\" is full (2 participants)");
+    let err = w
+        .sfu
+        .join("b", audio_offer(w.now, 5), w.now)
+        .expect_err("a second room is refused");
+    assert!(matches!(err, JoinError::TooManyRooms(1)), "{err}");
+    assert_eq!(w.sfu.peer_count(), 2);
+}
+
+#[test]
+fn a_participant_that_never_connects_or_goes_silent_is_removed() {
+    let limits = Limits {
+        connect_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let mut w = World::with_limits(limits);
+    w.join(2, "standup");
+    w.join(3, "standup");
+    let (ghost, _) = w.sfu.join("standup", audio_offer(w.now, 9), w.now).expect("joins");
+    w.run(Duration::from_secs(2));
+    let quiet = w.clients[0].id;
+    w.silent.push(0);
+    w.run(Duration::from_secs(4));
+    assert_eq!(
+        w.sfu.peer_count(),
+        2,
+        "the ghost is gone after 5 s, the quiet one not yet"
+    );
+    assert!(w
+        .ended
+        .iter()
+        .any(|(id, s)| *id == ghost && matches!(s, Signal::Ended("never connected"))));
+    w.run(Duration::from_secs(2));
+    assert_eq!(w.sfu.peer_count(), 1, "5 s without a datagram from the quiet one");
+    assert!(w
+        .ended
+        .iter()
+        .any(|(id, s)| *id == quiet && matches!(s, Signal::Ended("idle"))));
+    assert!(w.sfu.poll_timeout().is_some(), "the last one still has timers");
+}
+
+#[test]
+fn garbage_datagrams_from_anywhere_change_nothing() {
+    let mut w = World::new();
+    w.join(2, "standup");
+    w.join(3, "standup");
+    w.run(Duration::from_secs(2));
+    let sfu: SocketAddr = SFU.parse().expect("addr");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for k in 0..20_000u32 {
+        let len = (next() % 300) as usize;
+        let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        // Some look like STUN, DTLS or RTP by their first byte, so they reach deeper.
+        if let Some(b) = data.first_mut() {
+            *b = [0x00, 0x01, 0x16, 0x80, 0x90, *b][k as usize % 6];
+        }
+        let from = if k % 3 == 0 {
+            w.clients[k as usize % 2].addr
+        } else {
+            format!("192.0.2.{}:{}", k % 250, 1000 + k % 5000)
+                .parse()
+                .expect("addr")
+        };
+        w.sfu.handle_receive(w.now, from, sfu, &data);
+    }
+    let before: Vec<HashMap<Mid, usize>> = w.clients.iter().map(|c| c.received.clone()).collect();
+    w.run(Duration::from_secs(2));
+    assert_eq!(w.sfu.peer_count(), 2);
+    for (c, before) in w.clients.iter().zip(&before) {
+        let grew: usize = c
+            .received
+            .iter()
+            .map(|(m, n)| n - before.get(m).copied().unwrap_or(0))
+            .sum();
+        assert!(grew >= 80, "{} still hears the other: {grew} new frames", c.addr);
+    }
 }
