@@ -134,6 +134,8 @@ pub struct Sfu {
     signals: VecDeque<(PeerId, Signal)>,
     /// Packets received during a drain, forwarded once it ends: (publisher, its mid, packet).
     to_forward: Vec<(PeerId, Mid, RtpPacket)>,
+    /// The other buffer of `to_forward`, swapped in while a batch is forwarded.
+    forward_spare: Vec<(PeerId, Mid, RtpPacket)>,
     /// Participants whose `Rtc` failed or panicked, removed after the current call.
     failed: Vec<PeerId>,
     /// Keyframe requests from subscribers during a drain: (subscriber, its mid, kind).
@@ -156,6 +158,7 @@ impl Sfu {
             transmits: VecDeque::new(),
             signals: VecDeque::new(),
             to_forward: Vec::new(),
+            forward_spare: Vec::new(),
             failed: Vec::new(),
             keyframe_requests: Vec::new(),
             last_keyframe_request: HashMap::default(),
@@ -413,9 +416,12 @@ impl Sfu {
     /// Forwards what the last calls received, renegotiates where tracks are waiting, and drops failed peers.
     fn after_call(&mut self, now: Instant) {
         while !self.to_forward.is_empty() || !self.keyframe_requests.is_empty() {
-            for (source, mid, packet) in std::mem::take(&mut self.to_forward) {
+            // The batch's buffer is reused, so forwarding allocates nothing per packet.
+            let mut batch = std::mem::replace(&mut self.to_forward, std::mem::take(&mut self.forward_spare));
+            for (source, mid, packet) in batch.drain(..) {
                 self.forward(source, mid, &packet, now);
             }
+            self.forward_spare = batch;
             for (subscriber, mid, kind) in std::mem::take(&mut self.keyframe_requests) {
                 self.relay_keyframe_request(subscriber, mid, kind, now);
             }
@@ -439,19 +445,17 @@ impl Sfu {
 
     /// Sends `packet` of `source`'s track `mid` to each subscriber with that track open.
     fn forward(&mut self, source: PeerId, mid: Mid, packet: &RtpPacket, now: Instant) {
-        let Some(params) = self.peers.get(&source).and_then(|p| {
-            p.rtc
-                .codec_config()
-                .find(|c| c.pt() == packet.header.payload_type)
-                .cloned()
-        }) else {
+        // Nothing here allocates: the member list is lent out of its room and put back.
+        let Some(src) = self.peers.get(&source) else { return };
+        let pt_in = packet.header.payload_type;
+        let Some(params) = src.rtc.codec_config().find(|c| c.pt() == pt_in).copied() else {
             return;
         };
-        let Some(room) = self.peers.get(&source).map(|p| p.room.clone()) else {
+        let Some(slot) = self.rooms.get_mut(&src.room) else {
             return;
         };
-        let members = self.rooms.get(&room).cloned().unwrap_or_default();
-        for sub_id in members {
+        let members = std::mem::take(slot);
+        for &sub_id in &members {
             let Some(peer) = self.peers.get_mut(&sub_id) else {
                 continue;
             };
@@ -489,6 +493,9 @@ impl Sfu {
                 continue;
             }
             self.drain(sub_id, now);
+        }
+        if let Some(slot) = self.peers.get(&source).and_then(|p| self.rooms.get_mut(&p.room)) {
+            *slot = members;
         }
     }
 
