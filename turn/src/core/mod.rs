@@ -177,9 +177,13 @@ impl Server {
         Some(ToClient { to, framed })
     }
 
-    /// The first `len` bytes of the scratch buffer, where [`Framed::Scratch`] output lives.
-    pub fn scratch(&self, len: usize) -> &[u8] {
-        &self.scratch[..len]
+    /// The bytes [`Server::handle_peer`] framed for the client: in `buf` (ChannelData written in place) or in
+    /// the core's scratch buffer (a Data indication).
+    pub fn framed<'a>(&'a self, framed: &Framed, buf: &'a [u8]) -> &'a [u8] {
+        match framed {
+            Framed::InPlace(r) => &buf[r.clone()],
+            Framed::Scratch(len) => &self.scratch[..*len],
+        }
     }
 
     /// The next control message for a client.

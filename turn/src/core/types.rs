@@ -88,7 +88,7 @@ pub struct ToPeer<'a> {
 pub enum Framed {
     /// ChannelData written in place: `buf[range]`.
     InPlace(std::ops::Range<usize>),
-    /// A Data indication in the core's scratch buffer: `server.scratch(len)`.
+    /// A Data indication of this length in the core's scratch buffer; [`crate::core::Server::framed`] gives both.
     Scratch(usize),
 }
 

@@ -6,7 +6,7 @@ use super::metrics::Publisher;
 use super::relays::{Parked, RelaySocket, Relays, CONNECT_TOKEN_BASE, RELAY_TOKEN_BASE};
 use super::stream::{Conn, ReadOutcome};
 use crate::core::Event;
-use crate::core::{ClientAddr, Framed, RelayHandle, Server, Transport};
+use crate::core::{ClientAddr, RelayHandle, Server, Transport};
 use ahash::HashMap;
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
@@ -213,11 +213,7 @@ impl Shard {
                 let Some(tc) = self.server.handle_peer(dest, source, buf, len, now) else {
                     continue;
                 };
-                let bytes = match tc.framed {
-                    Framed::InPlace(r) => &buf[r],
-                    Framed::Scratch(l) => self.server.scratch(l),
-                };
-                outbound!(self).deliver(tc.to, bytes);
+                outbound!(self).deliver(tc.to, self.server.framed(&tc.framed, buf));
             }
             if let Some(count) = n.checked_sub(1).and_then(|last| self.recv.drops(last)) {
                 let seen = std::mem::replace(&mut self.listener_drops[i], count);
@@ -247,11 +243,7 @@ impl Shard {
                 let Some(tc) = self.server.handle_peer(relay, peer, slot, len, now) else {
                     continue;
                 };
-                let bytes = match tc.framed {
-                    Framed::InPlace(r) => &slot[r],
-                    Framed::Scratch(l) => self.server.scratch(l),
-                };
-                outbound!(self).deliver(tc.to, bytes);
+                outbound!(self).deliver(tc.to, self.server.framed(&tc.framed, slot));
             }
             if let Some(count) = n.checked_sub(1).and_then(|last| self.recv.drops(last)) {
                 self.receive_drops += self.relays.note_drops(relay, count);

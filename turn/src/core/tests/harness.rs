@@ -151,11 +151,7 @@ impl World {
         let tc = self
             .server
             .handle_peer(relay, peer, &mut buf, payload.len(), self.now)?;
-        let bytes = match tc.framed {
-            Framed::InPlace(r) => buf[r].to_vec(),
-            Framed::Scratch(l) => self.server.scratch(l).to_vec(),
-        };
-        Some((tc.to, bytes))
+        Some((tc.to, self.server.framed(&tc.framed, &buf).to_vec()))
     }
 }
 

@@ -33,6 +33,20 @@ fn tcp_allocation(w: &mut World, from: ClientAddr, creds: &mut Creds) -> RelayHa
     RelayHandle(*w.relays.tcp.iter().next_back().expect("a TCP listener"))
 }
 
+/// A TCP allocation for a control connection from `port`, a permission for `p`, and a peer connection from `p`
+/// announced to the client (ConnectionAttempt). Returns the control address, its credentials, the relay and
+/// the connection id.
+fn announced_peer(w: &mut World, port: u16, p: SocketAddr) -> (ClientAddr, Creds, RelayHandle, u32) {
+    let control = tcp_client(port);
+    let mut creds = Creds::static_user();
+    let relay = tcp_allocation(w, control, &mut creds);
+    let (r, _) = w.send(control, &with_peer(&creds, CREATE_PERMISSION, p));
+    assert_eq!(code(&r), 0);
+    let id = w.server.handle_peer_accepted(relay, p, w.now).expect("accepted");
+    assert!(w.server.poll_transmit().is_some(), "ConnectionAttempt");
+    (control, creds, relay, id)
+}
+
 #[test]
 fn tcp_allocation_needs_a_stream_client() {
     let mut w = World::new();
@@ -144,14 +158,8 @@ fn incoming_peer_needs_a_permission_and_announces_itself() {
 #[test]
 fn unbound_connections_close_after_30_s_and_with_their_allocation() {
     let mut w = World::new();
-    let control = tcp_client(9050);
-    let mut creds = Creds::static_user();
-    let relay = tcp_allocation(&mut w, control, &mut creds);
     let p = peer(24, 80);
-    let (r, _) = w.send(control, &with_peer(&creds, CREATE_PERMISSION, p));
-    assert_eq!(code(&r), 0);
-    let first = w.server.handle_peer_accepted(relay, p, w.now).expect("accepted");
-    assert!(w.server.poll_transmit().is_some(), "ConnectionAttempt");
+    let (control, creds, relay, first) = announced_peer(&mut w, 9050, p);
     w.advance(Duration::from_secs(31));
     assert!(w.relays.closed_connections.contains(&first), "deadline passed");
     let (r, _) = w.send(
@@ -173,13 +181,7 @@ fn unbound_connections_close_after_30_s_and_with_their_allocation() {
 #[test]
 fn connection_bind_by_another_user_is_refused() {
     let mut w = World::new();
-    let control = tcp_client(9060);
-    let mut creds = Creds::static_user();
-    let relay = tcp_allocation(&mut w, control, &mut creds);
-    let p = peer(25, 80);
-    w.send(control, &with_peer(&creds, CREATE_PERMISSION, p));
-    let id = w.server.handle_peer_accepted(relay, p, w.now).expect("accepted");
-    assert!(w.server.poll_transmit().is_some(), "ConnectionAttempt");
+    let (_, _, _, id) = announced_peer(&mut w, 9060, peer(25, 80));
     let mut bob = Creds::rest("bob", UNIX0 + 600);
     let (r, _) = w.send(
         tcp_client(9061),
@@ -196,13 +198,7 @@ fn connection_bind_by_another_user_is_refused() {
 #[test]
 fn a_bound_connection_is_revoked_with_its_allocation_and_forgotten_when_unbound() {
     let mut w = World::new();
-    let control = tcp_client(9070);
-    let mut creds = Creds::static_user();
-    let relay = tcp_allocation(&mut w, control, &mut creds);
-    let p = peer(26, 80);
-    w.send(control, &with_peer(&creds, CREATE_PERMISSION, p));
-    let id = w.server.handle_peer_accepted(relay, p, w.now).expect("accepted");
-    assert!(w.server.poll_transmit().is_some(), "ConnectionAttempt");
+    let (control, creds, _, id) = announced_peer(&mut w, 9070, peer(26, 80));
     let (r, _) = w.send(
         tcp_client(9071),
         &creds.request(CONNECTION_BIND, &[&ConnectionId::new(id)]),
