@@ -96,6 +96,14 @@ enum SubState {
     Stopping(Mid),
 }
 
+/// Where a published track goes: a subscriber and its m-line.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    subscriber: PeerId,
+    mid: Mid,
+    kind: MediaKind,
+}
+
 /// One participant.
 struct Peer {
     room: String,
@@ -142,6 +150,10 @@ pub struct Sfu {
     keyframe_requests: Vec<(PeerId, Mid, KeyframeRequestKind)>,
     /// When a keyframe was last requested of each published track.
     last_keyframe_request: HashMap<(PeerId, Mid), Instant>,
+    /// Each published track's open subscriptions, by (publisher, its mid). A packet's fan-out is one lookup.
+    fanout: HashMap<(PeerId, Mid), Vec<Target>>,
+    /// Participants whose subscriptions changed since they were last offered, to renegotiate after this call.
+    to_negotiate: Vec<PeerId>,
 }
 
 impl Sfu {
@@ -162,6 +174,8 @@ impl Sfu {
             failed: Vec::new(),
             keyframe_requests: Vec::new(),
             last_keyframe_request: HashMap::default(),
+            fanout: HashMap::default(),
+            to_negotiate: Vec::new(),
         }
     }
 
@@ -209,6 +223,7 @@ impl Sfu {
             last_input: now,
         };
         self.peers.insert(id, peer);
+        self.to_negotiate.push(id);
         self.drain(id, now);
         self.after_call(now);
         tracing::debug!(peer = id, room, "joined");
@@ -228,8 +243,16 @@ impl Sfu {
         for s in &mut peer.subscriptions {
             if let SubState::Negotiating(mid) = s.state {
                 s.state = SubState::Open(mid);
+                let targets = self.fanout.entry((s.source, s.source_mid)).or_default();
+                targets.push(Target {
+                    subscriber: id,
+                    mid,
+                    kind: s.kind,
+                });
             }
         }
+        // More may have waited while this offer was out.
+        self.to_negotiate.push(id);
         self.drain(id, now);
         self.after_call(now);
         Ok(())
@@ -409,6 +432,7 @@ impl Sfu {
             }
             if let Some(p) = self.peers.get_mut(other) {
                 p.subscriptions.push(sub(id, mid, kind));
+                self.to_negotiate.push(*other);
             }
         }
     }
@@ -426,16 +450,7 @@ impl Sfu {
                 self.relay_keyframe_request(subscriber, mid, kind, now);
             }
         }
-        let waiting: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                let waiting = |s: &Subscription| matches!(s.state, SubState::ToOpen | SubState::ToStop(_));
-                p.pending.is_none() && p.subscriptions.iter().any(waiting)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
+        for id in std::mem::take(&mut self.to_negotiate) {
             self.renegotiate(id, now);
         }
         for id in std::mem::take(&mut self.failed) {
@@ -445,24 +460,23 @@ impl Sfu {
 
     /// Sends `packet` of `source`'s track `mid` to each subscriber with that track open.
     fn forward(&mut self, source: PeerId, mid: Mid, packet: &RtpPacket, now: Instant) {
-        // Nothing here allocates: the member list is lent out of its room and put back.
         let Some(src) = self.peers.get(&source) else { return };
         let pt_in = packet.header.payload_type;
         let Some(params) = src.rtc.codec_config().find(|c| c.pt() == pt_in).copied() else {
             return;
         };
-        let Some(slot) = self.rooms.get_mut(&src.room) else {
+        // Nothing here allocates: the track's subscriber list is lent out of the index and put back.
+        let Some(slot) = self.fanout.get_mut(&(source, mid)) else {
             return;
         };
-        let members = std::mem::take(slot);
-        for &sub_id in &members {
+        let targets = std::mem::take(slot);
+        for &Target {
+            subscriber: sub_id,
+            mid: out_mid,
+            kind,
+        } in &targets
+        {
             let Some(peer) = self.peers.get_mut(&sub_id) else {
-                continue;
-            };
-            let Some((out_mid, kind)) = peer.subscriptions.iter().find_map(|s| match s.state {
-                SubState::Open(m) if s.source == source && s.source_mid == mid => Some((m, s.kind)),
-                _ => None,
-            }) else {
                 continue;
             };
             let Some(pt) = peer.rtc.codec_config().match_params(params).map(|p| p.pt()) else {
@@ -494,8 +508,8 @@ impl Sfu {
             }
             self.drain(sub_id, now);
         }
-        if let Some(slot) = self.peers.get(&source).and_then(|p| self.rooms.get_mut(&p.room)) {
-            *slot = members;
+        if let Some(slot) = self.fanout.get_mut(&(source, mid)) {
+            *slot = targets;
         }
     }
 
@@ -537,6 +551,10 @@ impl Sfu {
     /// Offers a participant the tracks waiting for it.
     fn renegotiate(&mut self, id: PeerId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
+        let waiting = |s: &Subscription| matches!(s.state, SubState::ToOpen | SubState::ToStop(_));
+        if peer.pending.is_some() || !peer.subscriptions.iter().any(waiting) {
+            return;
+        }
         let mut api = peer.rtc.sdp_api();
         for s in &mut peer.subscriptions {
             match s.state {
@@ -569,7 +587,14 @@ impl Sfu {
                 self.rooms.remove(&peer.room);
             }
         }
-        for p in self.peers.values_mut() {
+        self.fanout.retain(|(source, _), _| *source != id);
+        for targets in self.fanout.values_mut() {
+            targets.retain(|t| t.subscriber != id);
+        }
+        for (other, p) in &mut self.peers {
+            if !p.subscriptions.iter().any(|s| s.source == id) {
+                continue;
+            }
             p.subscriptions
                 .retain(|s| s.source != id || s.state != SubState::ToOpen);
             for s in p.subscriptions.iter_mut().filter(|s| s.source == id) {
@@ -577,6 +602,7 @@ impl Sfu {
                     s.state = SubState::ToStop(mid);
                 }
             }
+            self.to_negotiate.push(*other);
         }
         tracing::debug!(peer = id, room = %peer.room, "removed");
     }

@@ -230,6 +230,17 @@ impl World {
         self.pump();
     }
 
+    /// Runs for `d`; returns each client's new frames per mid over that time (0 for mids that went quiet).
+    fn frames_over(&mut self, d: Duration) -> Vec<HashMap<Mid, usize>> {
+        let before: Vec<HashMap<Mid, usize>> = self.clients.iter().map(|c| c.received.clone()).collect();
+        self.run(d);
+        let since = |(c, before): (&Client, &HashMap<Mid, usize>)| {
+            let new = |(m, n): (&Mid, &usize)| (*m, n - before.get(m).copied().unwrap_or(0));
+            c.received.iter().map(new).collect()
+        };
+        self.clients.iter().zip(&before).map(since).collect()
+    }
+
     fn run(&mut self, d: Duration) {
         let end = self.now + d;
         while self.now < end {
@@ -285,19 +296,17 @@ fn a_leaver_is_stopped_for_the_others_who_keep_hearing_each_other() {
     let leaver = w.clients[0].id;
     w.sfu.leave(leaver, w.now);
     w.run(Duration::from_millis(500));
-    let before: Vec<HashMap<Mid, usize>> = w.clients.iter().map(|c| c.received.clone()).collect();
-    w.run(Duration::from_secs(2));
+    let new_frames = w.frames_over(Duration::from_secs(2));
     assert_eq!(w.sfu.peer_count(), 2);
-    for (i, (c, before)) in w.clients.iter().zip(&before).enumerate().skip(1) {
-        let new_frames = |mid: &Mid| c.received[mid] - before.get(mid).copied().unwrap_or(0);
-        let grew: Vec<usize> = c.received.keys().map(new_frames).filter(|&d| d > 0).collect();
+    for (i, (c, new_frames)) in w.clients.iter().zip(&new_frames).enumerate().skip(1) {
+        let grew: Vec<usize> = new_frames.values().copied().filter(|&d| d > 0).collect();
         assert_eq!(grew.len(), 1, "client {i} hears only the one who stayed: {grew:?}");
         assert!(grew[0] >= 80, "about 100 frames in 2 s, got {}", grew[0]);
         let leavers = c
             .received
             .keys()
             .copied()
-            .find(|m| new_frames(m) == 0)
+            .find(|m| new_frames[m] == 0)
             .expect("the leaver's mid");
         let stopped = c.rtc.media(leavers).map(|m| m.stopped());
         assert_eq!(stopped, Some(true), "its m-line is stopped");
@@ -440,15 +449,10 @@ fn garbage_datagrams_from_anywhere_change_nothing() {
         };
         w.sfu.handle_receive(w.now, from, sfu, &data);
     }
-    let before: Vec<HashMap<Mid, usize>> = w.clients.iter().map(|c| c.received.clone()).collect();
-    w.run(Duration::from_secs(2));
+    let new_frames = w.frames_over(Duration::from_secs(2));
     assert_eq!(w.sfu.peer_count(), 2);
-    for (c, before) in w.clients.iter().zip(&before) {
-        let grew: usize = c
-            .received
-            .iter()
-            .map(|(m, n)| n - before.get(m).copied().unwrap_or(0))
-            .sum();
+    for (c, new_frames) in w.clients.iter().zip(&new_frames) {
+        let grew: usize = new_frames.values().sum();
         assert!(grew >= 80, "{} still hears the other: {grew} new frames", c.addr);
     }
 }
