@@ -359,7 +359,7 @@ impl Sfu {
         match catch_unwind(AssertUnwindSafe(|| f(&mut peer.rtc))) {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
-                tracing::debug!(peer = id, error = %e, "peer input refused");
+                tracing::trace!(peer = id, error = %e, "peer input refused");
                 true
             }
             Err(_) => {
