@@ -1,13 +1,14 @@
 //! Rooms in virtual time: str0m clients and the SFU core in one process, datagrams passed by hand, time
 //! advanced by a millisecond per step.
 
-use hualu_sfu::{JoinError, Limits, PeerId, Sfu, Signal};
+use hualu_sfu::{JoinError, JoinRequest, Limits, PeerId, Sfu, Signal};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::Protocol;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 const SFU: &str = "10.0.0.1:3478";
@@ -25,6 +26,16 @@ struct Client {
     connected: bool,
     /// Frames received, by mid.
     received: HashMap<Mid, usize>,
+}
+
+/// A participant of `room` that publishes and subscribes.
+fn req(room: &str) -> JoinRequest<'_> {
+    JoinRequest {
+        room,
+        identity: "someone",
+        publish: true,
+        subscribe: true,
+    }
 }
 
 struct World {
@@ -69,7 +80,8 @@ impl World {
         let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video_mid = video.then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
         let (offer, pending): (_, SdpPendingOffer) = api.apply().expect("an offer");
-        let (id, answer) = self.sfu.join(room, offer, self.now).expect("joins");
+        let joined = self.sfu.join(req(room), offer, self.now).expect("joins");
+        let (id, answer) = (joined.id, joined.answer);
         rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
         self.clients.push(Client {
             addr,
@@ -161,7 +173,8 @@ impl World {
                 }
                 Output::Transmit(t) => {
                     if !self.silent.contains(&i) {
-                        self.sfu.handle_receive(self.now, t.source, t.destination, &t.contents);
+                        self.sfu
+                            .handle_receive(self.now, Protocol::Udp, t.source, t.destination, &t.contents);
                     }
                 }
                 Output::Event(Event::Connected) => c.connected = true,
@@ -374,13 +387,13 @@ fn full_rooms_and_a_full_node_refuse_with_a_clear_error() {
     w.join(3, "a");
     let err = w
         .sfu
-        .join("a", audio_offer(w.now, 4), w.now)
+        .join(req("a"), audio_offer(w.now, 4), w.now)
         .expect_err("a third is refused");
     assert!(matches!(err, JoinError::RoomFull { max: 2, .. }), "{err}");
     assert_eq!(err.to_string(), "room \"a\" is full (2 participants)");
     let err = w
         .sfu
-        .join("b", audio_offer(w.now, 5), w.now)
+        .join(req("b"), audio_offer(w.now, 5), w.now)
         .expect_err("a second room is refused");
     assert!(matches!(err, JoinError::TooManyRooms(1)), "{err}");
     assert_eq!(w.sfu.peer_count(), 2);
@@ -396,7 +409,11 @@ fn a_participant_that_never_connects_or_goes_silent_is_removed() {
     let mut w = World::with_limits(limits);
     w.join(2, "standup");
     w.join(3, "standup");
-    let (ghost, _) = w.sfu.join("standup", audio_offer(w.now, 9), w.now).expect("joins");
+    let ghost = w
+        .sfu
+        .join(req("standup"), audio_offer(w.now, 9), w.now)
+        .expect("joins")
+        .id;
     w.run(Duration::from_secs(2));
     let quiet = w.clients[0].id;
     w.silent.push(0);
@@ -447,7 +464,7 @@ fn garbage_datagrams_from_anywhere_change_nothing() {
                 .parse()
                 .expect("addr")
         };
-        w.sfu.handle_receive(w.now, from, sfu, &data);
+        w.sfu.handle_receive(w.now, Protocol::Udp, from, sfu, &data);
     }
     let new_frames = w.frames_over(Duration::from_secs(2));
     assert_eq!(w.sfu.peer_count(), 2);

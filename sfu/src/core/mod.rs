@@ -1,22 +1,24 @@
 //! The core: participants, their published tracks, their subscriptions, and the forwarding between them.
 
+mod forward;
+mod negotiate;
+pub(crate) mod roster;
+
 use ahash::HashMap;
+use roster::{JoinRequest, Joined, Participant, PeerId, Signal, Track};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
+use str0m::change::{SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
+use str0m::rtp::RtpPacket;
+use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
 
 /// Keyframe requests relayed to a publisher, at most one per track per this long: a subscriber that lost a
 /// keyframe asks again and again, and every keyframe costs the publisher's uplink.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
-use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{RtpPacket, RtpWrite};
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
-
-/// A participant, unique within one [`Sfu`].
-pub type PeerId = u64;
 
 /// Limits of one core.
 #[derive(Debug, Clone)]
@@ -40,15 +42,6 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
         }
     }
-}
-
-/// A message for the driver to deliver to a participant over its signaling channel.
-#[derive(Debug)]
-pub enum Signal {
-    /// The server renegotiates (tracks came or went): the participant must answer with [`Sfu::handle_answer`].
-    Offer(SdpOffer),
-    /// The SFU ended the participant's session, for the reason given.
-    Ended(&'static str),
 }
 
 /// Why a join failed.
@@ -104,12 +97,23 @@ struct Target {
     kind: MediaKind,
 }
 
+/// A track a participant publishes.
+#[derive(Debug, Clone, Copy)]
+struct Published {
+    mid: Mid,
+    kind: MediaKind,
+    muted: bool,
+}
+
 /// One participant.
 struct Peer {
     room: String,
+    identity: String,
+    publish: bool,
+    subscribe: bool,
     rtc: Rtc,
-    /// Tracks it publishes: its mids and their kinds.
-    published: Vec<(Mid, MediaKind)>,
+    ufrag: String,
+    published: Vec<Published>,
     subscriptions: Vec<Subscription>,
     pending: Option<SdpPendingOffer>,
     next_timeout: Instant,
@@ -127,11 +131,28 @@ impl Peer {
             self.joined + limits.connect_timeout
         }
     }
+
+    fn participant(&self, id: PeerId) -> Participant {
+        Participant {
+            id,
+            identity: self.identity.clone(),
+            tracks: self.published.iter().map(|p| track(id, p)).collect(),
+        }
+    }
+}
+
+fn track(id: PeerId, p: &Published) -> Track {
+    Track {
+        id: Track::id_of(id, p.mid),
+        kind: p.kind,
+        muted: p.muted,
+    }
 }
 
 /// The participants of one shard, and what flows between them.
 pub struct Sfu {
-    addr: SocketAddr,
+    udp: SocketAddr,
+    tcp: Option<SocketAddr>,
     limits: Limits,
     peers: HashMap<PeerId, Peer>,
     rooms: HashMap<String, Vec<PeerId>>,
@@ -154,13 +175,16 @@ pub struct Sfu {
     fanout: HashMap<(PeerId, Mid), Vec<Target>>,
     /// Participants whose subscriptions changed since they were last offered, to renegotiate after this call.
     to_negotiate: Vec<PeerId>,
+    /// Str0m panics caught since the start: each ended one participant.
+    panics: u64,
 }
 
 impl Sfu {
-    /// A core whose participants reach it at `addr` (its UDP host candidate), within `limits`.
-    pub fn new(addr: SocketAddr, limits: Limits) -> Self {
+    /// A core whose participants reach it at `udp` (its UDP host candidate), within `limits`.
+    pub fn new(udp: SocketAddr, limits: Limits) -> Self {
         Self {
-            addr,
+            udp,
+            tcp: None,
             limits,
             peers: HashMap::default(),
             rooms: HashMap::default(),
@@ -176,20 +200,26 @@ impl Sfu {
             last_keyframe_request: HashMap::default(),
             fanout: HashMap::default(),
             to_negotiate: Vec::new(),
+            panics: 0,
         }
     }
 
-    /// A participant joins `room` with its offer; returns its id and the answer to give it. The others'
-    /// tracks are offered to it, and its tracks to them, by renegotiation ([`Sfu::poll_signal`]).
-    pub fn join(&mut self, room: &str, offer: SdpOffer, now: Instant) -> Result<(PeerId, SdpAnswer), JoinError> {
-        match self.rooms.get(room) {
-            Some(members) if members.len() >= self.limits.participants_per_room => {
-                let max = self.limits.participants_per_room;
-                return Err(JoinError::RoomFull { room: room.into(), max });
-            }
-            None if self.rooms.len() >= self.limits.rooms => return Err(JoinError::TooManyRooms(self.limits.rooms)),
-            _ => {}
-        }
+    /// Also offers a passive ICE-TCP candidate at `tcp` (RFC 6544), for networks that block UDP.
+    pub fn with_tcp(mut self, tcp: SocketAddr) -> Self {
+        self.tcp = Some(tcp);
+        self
+    }
+
+    /// Numbers participants from `base`, so that ids stay unique across the shards of one process.
+    pub fn with_id_base(mut self, base: PeerId) -> Self {
+        self.next_id = base;
+        self
+    }
+
+    /// A participant joins with its offer; returns its id, the answer to give it and the room's roster. The
+    /// others' tracks are offered to it, and its tracks to them, by renegotiation ([`Sfu::poll_signal`]).
+    pub fn join(&mut self, req: JoinRequest<'_>, offer: SdpOffer, now: Instant) -> Result<Joined, JoinError> {
+        self.check_limits(req.room)?;
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .clear_codecs()
@@ -198,22 +228,34 @@ impl Sfu {
             .enable_h264(true)
             .set_rtp_mode(true)
             .build(now);
-        let candidate = Candidate::host(self.addr, "udp").map_err(|_| JoinError::Candidate(self.addr))?;
-        rtc.add_local_candidate(candidate);
+        rtc.add_local_candidate(Candidate::host(self.udp, "udp").map_err(|_| JoinError::Candidate(self.udp))?);
+        if let Some(tcp) = self.tcp {
+            let candidate = Candidate::builder().tcp().host(tcp).tcptype(TcpType::Passive).build();
+            rtc.add_local_candidate(candidate.map_err(|_| JoinError::Candidate(tcp))?);
+        }
         let answer = rtc.sdp_api().accept_offer(offer)?;
         let id = self.next_id;
         self.next_id += 1;
-        self.by_ufrag.insert(rtc.direct_api().local_ice_credentials().ufrag, id);
-        let members = self.rooms.entry(room.to_string()).or_default();
-        let subscriptions = members
-            .iter()
-            .filter_map(|m| self.peers.get(m).map(|p| (*m, p)))
-            .flat_map(|(m, p)| p.published.iter().map(move |&(mid, kind)| sub(m, mid, kind)))
-            .collect();
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        self.by_ufrag.insert(ufrag.clone(), id);
+        let members = self.rooms.entry(req.room.to_string()).or_default();
+        let others: Vec<PeerId> = members.clone();
         members.push(id);
+        let participants: Vec<Participant> = others
+            .iter()
+            .filter_map(|m| self.peers.get(m).map(|p| p.participant(*m)))
+            .collect();
+        let subscriptions = match req.subscribe {
+            true => participants.iter().flat_map(|p| self.subs_of(p.id)).collect(),
+            false => Vec::new(),
+        };
         let peer = Peer {
-            room: room.to_string(),
+            room: req.room.to_string(),
+            identity: req.identity.to_string(),
+            publish: req.publish,
+            subscribe: req.subscribe,
             rtc,
+            ufrag,
             published: Vec::new(),
             subscriptions,
             pending: None,
@@ -222,40 +264,39 @@ impl Sfu {
             connected: false,
             last_input: now,
         };
+        let me = peer.participant(id);
         self.peers.insert(id, peer);
+        for other in &others {
+            self.signals.push_back((*other, Signal::ParticipantJoined(me.clone())));
+        }
         self.to_negotiate.push(id);
         self.drain(id, now);
         self.after_call(now);
-        tracing::debug!(peer = id, room, "joined");
-        Ok((id, answer))
+        tracing::debug!(peer = id, room = req.room, identity = req.identity, "joined");
+        Ok(Joined {
+            id,
+            answer,
+            participants,
+        })
     }
 
-    /// The participant's answer to the last [`Signal::Offer`].
-    pub fn handle_answer(&mut self, id: PeerId, answer: SdpAnswer, now: Instant) -> Result<(), RtcError> {
-        let Some(peer) = self.peers.get_mut(&id) else {
-            return Ok(());
-        };
-        let Some(pending) = peer.pending.take() else {
-            return Ok(());
-        };
-        peer.rtc.sdp_api().accept_answer(pending, answer)?;
-        peer.subscriptions.retain(|s| !matches!(s.state, SubState::Stopping(_)));
-        for s in &mut peer.subscriptions {
-            if let SubState::Negotiating(mid) = s.state {
-                s.state = SubState::Open(mid);
-                let targets = self.fanout.entry((s.source, s.source_mid)).or_default();
-                targets.push(Target {
-                    subscriber: id,
-                    mid,
-                    kind: s.kind,
-                });
+    fn check_limits(&self, room: &str) -> Result<(), JoinError> {
+        match self.rooms.get(room) {
+            Some(members) if members.len() >= self.limits.participants_per_room => {
+                let max = self.limits.participants_per_room;
+                Err(JoinError::RoomFull { room: room.into(), max })
             }
+            None if self.rooms.len() >= self.limits.rooms => Err(JoinError::TooManyRooms(self.limits.rooms)),
+            _ => Ok(()),
         }
-        // More may have waited while this offer was out.
-        self.to_negotiate.push(id);
-        self.drain(id, now);
-        self.after_call(now);
-        Ok(())
+    }
+
+    /// New subscriptions to every track `source` publishes.
+    fn subs_of(&self, source: PeerId) -> Vec<Subscription> {
+        let Some(p) = self.peers.get(&source).filter(|p| p.publish) else {
+            return Vec::new();
+        };
+        p.published.iter().map(|t| sub(source, t.mid, t.kind)).collect()
     }
 
     /// Participant `id` leaves: its session ends, and the others stop receiving its tracks.
@@ -267,9 +308,45 @@ impl Sfu {
         self.after_call(now);
     }
 
-    /// A datagram from `source` to the SFU's `destination`.
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
-        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
+    /// Participant `id` muted or unmuted its track `track`; the others are told. False if it has no such track.
+    pub fn set_muted(&mut self, id: PeerId, track: &str, muted: bool) -> bool {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        let Some(p) = peer.published.iter_mut().find(|p| Track::id_of(id, p.mid) == track) else {
+            return false;
+        };
+        if p.muted != muted {
+            p.muted = muted;
+            let room = peer.room.clone();
+            self.tell_room(&room, id, |_| Signal::Muted {
+                participant: id,
+                track: track.to_string(),
+                muted,
+            });
+        }
+        true
+    }
+
+    /// A remote ICE candidate the participant trickled (an SDP `candidate:` line). Err names what is wrong.
+    pub fn add_remote_candidate(&mut self, id: PeerId, candidate: &str) -> Result<(), String> {
+        let c = Candidate::from_sdp_string(candidate).map_err(|e| e.to_string())?;
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.rtc.add_remote_candidate(c);
+        }
+        Ok(())
+    }
+
+    /// A datagram (or, over ICE-TCP, one RFC 4571 frame) from `source` to the SFU's `destination`.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(receive) = Receive::new(proto, source, destination, data) else {
             return;
         };
         let input = Input::Receive(now, receive);
@@ -328,14 +405,29 @@ impl Sfu {
         self.transmits.pop_front()
     }
 
-    /// The next session description to deliver to a participant.
+    /// The next message to deliver to a participant.
     pub fn poll_signal(&mut self) -> Option<(PeerId, Signal)> {
         self.signals.pop_front()
     }
 
-    /// Participants connected now.
+    /// Participants here now.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// Rooms here now.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Str0m panics caught since the start; each ended one participant.
+    pub fn panics(&self) -> u64 {
+        self.panics
+    }
+
+    /// Whether participant `id` is here.
+    pub fn contains(&self, id: PeerId) -> bool {
+        self.peers.contains_key(&id)
     }
 
     /// Finds the participant a datagram belongs to: by its source address once known, else (a STUN request)
@@ -363,11 +455,17 @@ impl Sfu {
                 true
             }
             Err(_) => {
-                tracing::error!(peer = id, "bug: str0m panicked; the participant is dropped");
-                self.failed.push(id);
+                self.panicked(id);
                 false
             }
         }
+    }
+
+    /// A str0m call panicked: that participant is dropped after the current call.
+    fn panicked(&mut self, id: PeerId) {
+        tracing::error!(peer = id, "bug: str0m panicked; the participant is dropped");
+        self.panics += 1;
+        self.failed.push(id);
     }
 
     /// Takes everything a participant's `Rtc` has to say, until it names its next timeout.
@@ -382,8 +480,7 @@ impl Sfu {
                     return;
                 }
                 Err(_) => {
-                    tracing::error!(peer = id, "bug: str0m panicked; the participant is dropped");
-                    self.failed.push(id);
+                    self.panicked(id);
                     return;
                 }
             };
@@ -403,6 +500,9 @@ impl Sfu {
             Event::MediaAdded(m) if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) => {
                 self.published(id, m.mid, m.kind);
             }
+            Event::MediaChanged(m) if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) => {
+                self.unpublished(id, m.mid);
+            }
             Event::RtpPacket(p) => {
                 let Some(peer) = self.peers.get_mut(&id) else { return };
                 let mid = peer.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
@@ -421,18 +521,56 @@ impl Sfu {
         }
     }
 
-    /// Participant `id` publishes `mid`: every other participant of its room subscribes.
+    /// Participant `id` publishes `mid`: the room is told, and every other subscribing participant subscribes.
     fn published(&mut self, id: PeerId, mid: Mid, kind: MediaKind) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
-        peer.published.push((mid, kind));
+        if !peer.publish || peer.published.iter().any(|p| p.mid == mid) {
+            return;
+        }
+        let p = Published {
+            mid,
+            kind,
+            muted: false,
+        };
+        peer.published.push(p);
         let room = peer.room.clone();
+        self.tell_room(&room, id, |_| Signal::TrackPublished {
+            participant: id,
+            track: track(id, &p),
+        });
         for other in self.rooms.get(&room).into_iter().flatten() {
             if *other == id {
                 continue;
             }
-            if let Some(p) = self.peers.get_mut(other) {
+            if let Some(p) = self.peers.get_mut(other).filter(|p| p.subscribe) {
                 p.subscriptions.push(sub(id, mid, kind));
                 self.to_negotiate.push(*other);
+            }
+        }
+    }
+
+    /// Participant `id` no longer sends `mid`: the room is told, and the subscribers' m-lines are stopped.
+    fn unpublished(&mut self, id: PeerId, mid: Mid) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        let before = peer.published.len();
+        peer.published.retain(|p| p.mid != mid);
+        if peer.published.len() == before {
+            return;
+        }
+        let room = peer.room.clone();
+        self.tell_room(&room, id, |_| Signal::TrackUnpublished {
+            participant: id,
+            track: Track::id_of(id, mid),
+        });
+        self.fanout.remove(&(id, mid));
+        self.stop_subscriptions(|s| s.source == id && s.source_mid == mid);
+    }
+
+    /// Queues a signal for every member of `room` but `except`.
+    fn tell_room(&mut self, room: &str, except: PeerId, signal: impl Fn(PeerId) -> Signal) {
+        for other in self.rooms.get(room).into_iter().flatten() {
+            if *other != except {
+                self.signals.push_back((*other, signal(*other)));
             }
         }
     }
@@ -454,133 +592,36 @@ impl Sfu {
             self.renegotiate(id, now);
         }
         for id in std::mem::take(&mut self.failed) {
+            if self.peers.contains_key(&id) {
+                self.signals.push_back((id, Signal::Ended("error")));
+            }
             self.remove(id);
         }
     }
 
-    /// Sends `packet` of `source`'s track `mid` to each subscriber with that track open.
-    fn forward(&mut self, source: PeerId, mid: Mid, packet: &RtpPacket, now: Instant) {
-        let Some(src) = self.peers.get(&source) else { return };
-        let pt_in = packet.header.payload_type;
-        let Some(params) = src.rtc.codec_config().find(|c| c.pt() == pt_in).copied() else {
-            return;
-        };
-        // Nothing here allocates: the track's subscriber list is lent out of the index and put back.
-        let Some(slot) = self.fanout.get_mut(&(source, mid)) else {
-            return;
-        };
-        let targets = std::mem::take(slot);
-        for &Target {
-            subscriber: sub_id,
-            mid: out_mid,
-            kind,
-        } in &targets
-        {
-            let Some(peer) = self.peers.get_mut(&sub_id) else {
-                continue;
-            };
-            let Some(pt) = peer.rtc.codec_config().match_params(params).map(|p| p.pt()) else {
-                continue;
-            };
-            let write = RtpWrite::new(
-                pt,
-                packet.seq_no,
-                packet.header.timestamp,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(packet.header.ext_vals.clone())
-            .nackable(kind == MediaKind::Video);
-            let written = catch_unwind(AssertUnwindSafe(|| {
-                let mut api = peer.rtc.direct_api();
-                let tx = api.stream_tx_by_mid(out_mid, None)?;
-                tx.write_rtp(write);
-                Some(())
-            }));
-            if written.is_err() {
-                tracing::error!(
-                    peer = sub_id,
-                    "bug: str0m panicked on write; the participant is dropped"
-                );
-                self.failed.push(sub_id);
+    /// Stops, at every subscriber, the subscriptions `which` selects: those not yet offered are forgotten,
+    /// the others' m-lines are stopped at the next renegotiation.
+    fn stop_subscriptions(&mut self, which: impl Fn(&Subscription) -> bool) {
+        for (other, p) in &mut self.peers {
+            if !p.subscriptions.iter().any(&which) {
                 continue;
             }
-            self.drain(sub_id, now);
-        }
-        if let Some(slot) = self.fanout.get_mut(&(source, mid)) {
-            *slot = targets;
-        }
-    }
-
-    /// A subscriber asked for a keyframe on its m-line `mid`: ask the track's publisher, unless it was asked
-    /// less than [`KEYFRAME_REQUEST_INTERVAL`] ago.
-    fn relay_keyframe_request(&mut self, subscriber: PeerId, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
-        let Some(source) = self.peers.get(&subscriber).and_then(|p| {
-            p.subscriptions.iter().find_map(|s| match s.state {
-                SubState::Open(m) if m == mid => Some((s.source, s.source_mid)),
-                _ => None,
-            })
-        }) else {
-            return;
-        };
-        if let Some(last) = self.last_keyframe_request.get(&source) {
-            if now.saturating_duration_since(*last) < KEYFRAME_REQUEST_INTERVAL {
-                return;
-            }
-        }
-        let Some(publisher) = self.peers.get_mut(&source.0) else {
-            return;
-        };
-        let asked = catch_unwind(AssertUnwindSafe(|| {
-            let mut api = publisher.rtc.direct_api();
-            api.stream_rx_by_mid(source.1, None)
-                .map(|rx| rx.request_keyframe(kind))
-                .is_some()
-        }));
-        match asked {
-            Ok(true) => {
-                self.last_keyframe_request.insert(source, now);
-                self.drain(source.0, now);
-            }
-            Ok(false) => {}
-            Err(_) => self.failed.push(source.0),
-        }
-    }
-
-    /// Offers a participant the tracks waiting for it.
-    fn renegotiate(&mut self, id: PeerId, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&id) else { return };
-        let waiting = |s: &Subscription| matches!(s.state, SubState::ToOpen | SubState::ToStop(_));
-        if peer.pending.is_some() || !peer.subscriptions.iter().any(waiting) {
-            return;
-        }
-        let mut api = peer.rtc.sdp_api();
-        for s in &mut peer.subscriptions {
-            match s.state {
-                SubState::ToOpen => {
-                    let mid = api.add_media(s.kind, Direction::SendOnly, Some(s.source.to_string()), None, None);
-                    s.state = SubState::Negotiating(mid);
+            p.subscriptions.retain(|s| !which(s) || s.state != SubState::ToOpen);
+            for s in p.subscriptions.iter_mut().filter(|s| which(s)) {
+                if let SubState::Negotiating(mid) | SubState::Open(mid) = s.state {
+                    s.state = SubState::ToStop(mid);
                 }
-                SubState::ToStop(mid) => {
-                    api.stop_media(mid);
-                    s.state = SubState::Stopping(mid);
-                }
-                _ => {}
             }
+            self.to_negotiate.push(*other);
         }
-        if let Some((offer, pending)) = api.apply() {
-            peer.pending = Some(pending);
-            self.signals.push_back((id, Signal::Offer(offer)));
-        }
-        self.drain(id, now);
     }
 
     fn remove(&mut self, id: PeerId) {
         let Some(peer) = self.peers.remove(&id) else { return };
         self.by_remote.retain(|_, p| *p != id);
-        self.by_ufrag.retain(|_, p| *p != id);
+        self.by_ufrag.remove(&peer.ufrag);
         self.last_keyframe_request.retain(|(p, _), _| *p != id);
+        self.tell_room(&peer.room, id, |_| Signal::ParticipantLeft(id));
         if let Some(members) = self.rooms.get_mut(&peer.room) {
             members.retain(|m| *m != id);
             if members.is_empty() {
@@ -591,19 +632,7 @@ impl Sfu {
         for targets in self.fanout.values_mut() {
             targets.retain(|t| t.subscriber != id);
         }
-        for (other, p) in &mut self.peers {
-            if !p.subscriptions.iter().any(|s| s.source == id) {
-                continue;
-            }
-            p.subscriptions
-                .retain(|s| s.source != id || s.state != SubState::ToOpen);
-            for s in p.subscriptions.iter_mut().filter(|s| s.source == id) {
-                if let SubState::Negotiating(mid) | SubState::Open(mid) = s.state {
-                    s.state = SubState::ToStop(mid);
-                }
-            }
-            self.to_negotiate.push(*other);
-        }
+        self.stop_subscriptions(|s| s.source == id);
         tracing::debug!(peer = id, room = %peer.room, "removed");
     }
 }
