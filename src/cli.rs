@@ -21,7 +21,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything on one machine (for now: the TURN relay). Without --config it starts in dev mode on
+    /// Everything on one machine: the TURN relay and the SFU. Without --config it starts in dev mode on
     /// loopback and prints the dev credentials.
     Up {
         /// Dev mode: generated credentials and a self-signed TLS certificate when none are configured.
@@ -30,6 +30,8 @@ pub enum Command {
     },
     /// The TURN relay alone.
     Turn,
+    /// The SFU alone (rooms over `/rtc` on `http.listen`).
+    Sfu,
     /// Mints an access token (HS256 JWT) with an API key from `[auth].api_keys`, and prints it.
     Token(TokenArgs),
 }

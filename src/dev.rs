@@ -2,10 +2,19 @@
 
 use hualu_common::config::Config;
 use hualu_common::rest;
+use hualu_common::token::{self, Claims, Grants};
 use rand::distr::{Alphanumeric, SampleString};
 
-/// Fills in a dev user and a REST secret when none are configured, and prints how to use them.
-pub fn credentials(config: &mut Config) {
+/// Fills in a dev TURN user, a REST secret and (with the SFU) an API key when none are configured, and prints
+/// how to use them.
+pub fn credentials(config: &mut Config, sfu: bool) {
+    turn_credentials(config);
+    if sfu {
+        api_key(config);
+    }
+}
+
+fn turn_credentials(config: &mut Config) {
     let t = &mut config.turn;
     if t.has_credentials() {
         return;
@@ -29,4 +38,27 @@ pub fn credentials(config: &mut Config) {
         "  try: turnutils_uclient -u dev -w {password} -p {} -e {ip} -r 3480 {ip}",
         t.udp_port
     );
+}
+
+fn api_key(config: &mut Config) {
+    if !config.auth.api_keys.is_empty() {
+        return;
+    }
+    let secret = Alphanumeric.sample_string(&mut rand::rng(), 40);
+    config.auth.api_keys.insert("dev".into(), secret.clone());
+    println!("  API key:           dev / {secret}");
+    println!("  mint more:         hualu token --set auth.api_keys.dev={secret} --identity bob --room demo");
+    let mut claims = Claims::new("dev", "alice", hualu_common::clock::unix_now(), 86_400);
+    claims.grants = Grants {
+        room: Some("demo".into()),
+        publish: true,
+        subscribe: true,
+    };
+    if let Ok(t) = token::mint(&secret, &claims) {
+        println!("  room token:        {t} (alice in room demo, valid 24 h)");
+        println!(
+            "  join:              ws://{}/rtc?access_token=<token>",
+            config.http.listen
+        );
+    }
 }

@@ -5,68 +5,134 @@ use crate::cli::{Cli, Command};
 use anyhow::Context as _;
 use hualu_common::config::Config;
 use hualu_common::http::{self, Health};
+use hualu_sfu::signaling::{self, RtcState};
+use hualu_sfu::Node;
 use hualu_turn::Relay;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Which services a command runs.
+#[derive(Debug, Clone, Copy)]
+struct Services {
+    turn: bool,
+    sfu: bool,
+}
+
 /// Loads the config and runs the chosen command until it is signalled to stop.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref(), &cli.sets)?;
-    if let Command::Token(args) = &cli.command {
-        println!("{}", crate::token::mint(&config, args)?);
-        return Ok(());
-    }
-    if let Command::Up { dev } = cli.command {
-        if dev || cli.config.is_none() {
-            config.dev = true;
+    let services = match &cli.command {
+        Command::Token(args) => {
+            println!("{}", crate::token::mint(&config, args)?);
+            return Ok(());
         }
-    }
+        Command::Up { dev } => {
+            if *dev || cli.config.is_none() {
+                config.dev = true;
+            }
+            Services { turn: true, sfu: true }
+        }
+        Command::Turn => Services { turn: true, sfu: false },
+        Command::Sfu => Services { turn: false, sfu: true },
+    };
     if config.dev {
-        crate::dev::credentials(&mut config);
+        crate::dev::credentials(&mut config, services.sfu);
     }
     hualu_common::telemetry::init(&config.log);
-    serve(config)
+    serve(config, services)
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+/// The running services.
+struct Running {
+    relay: Option<Relay>,
+    sfu: Option<Arc<Node>>,
+}
+
+impl Running {
+    fn died(&self) -> Option<&'static str> {
+        if self.relay.as_ref().is_some_and(Relay::shard_died) {
+            return Some("a TURN shard");
+        }
+        self.sfu.as_ref().filter(|n| n.shard_died()).map(|_| "an SFU shard")
+    }
+
+    fn publish_metrics(&self) {
+        if let Some(r) = &self.relay {
+            r.publish_metrics();
+        }
+    }
+
+    fn stop(self) {
+        if let Some(r) = self.relay {
+            r.stop();
+        }
+        if let Some(n) = self.sfu.and_then(|n| Arc::try_unwrap(n).ok()) {
+            n.stop();
+        }
+    }
+}
+
+fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     let signals = Arc::new(AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register_usize(sig, signals.clone(), 1).context("installing signal handlers")?;
     }
     let health = Arc::new(Health::default());
     let metrics = http::serve(config.metrics.listen, health.clone())?;
-    let relay = Relay::start(&config).context("starting the TURN relay")?;
+    let relay = match services.turn {
+        true => Some(Relay::start(&config).context("starting the TURN relay")?),
+        false => None,
+    };
+    let mut ready = Vec::new();
+    if let Some(r) = &relay {
+        ready.push(format!("turn udp {:?} tcp {:?} tls {:?}", r.udp, r.tcp, r.tls));
+    }
+    let sfu = match services.sfu {
+        true => {
+            let node = Arc::new(Node::start(&config.sfu).context("starting the SFU")?);
+            let app = signaling::router(RtcState::new(node.clone(), &config));
+            let api = http::serve_app(config.http.listen, app)?;
+            ready.push(format!(
+                "sfu udp {:?} ice-tcp {:?}; rooms ws://{api}/rtc",
+                node.udp_addrs(),
+                node.tcp_addrs()
+            ));
+            Some(node)
+        }
+        false => None,
+    };
+    let running = Running { relay, sfu };
     health.set_ready();
-    println!(
-        "hualu ready: turn udp {:?} tcp {:?} tls {:?}; metrics http://{metrics}/metrics",
-        relay.udp, relay.tcp, relay.tls
-    );
-    wait_for_signal(&relay, &signals);
-    if relay.shard_died() {
-        relay.stop();
-        anyhow::bail!("a TURN shard stopped unexpectedly; exiting so a supervisor restarts the relay");
+    println!("hualu ready: {}; metrics http://{metrics}/metrics", ready.join("; "));
+    wait_for_signal(&running, &signals);
+    if let Some(what) = running.died() {
+        running.stop();
+        anyhow::bail!("{what} stopped unexpectedly; exiting so a supervisor restarts hualu");
     }
     health.set_draining();
-    drain(relay, &signals, Duration::from_secs(config.turn.drain_deadline_secs));
+    drain(running, &signals, Duration::from_secs(config.turn.drain_deadline_secs));
     Ok(())
 }
 
-fn wait_for_signal(relay: &Relay, signals: &AtomicUsize) {
-    while signals.load(Ordering::Relaxed) == 0 && !relay.shard_died() {
-        relay.publish_metrics();
+fn wait_for_signal(running: &Running, signals: &AtomicUsize) {
+    while signals.load(Ordering::Relaxed) == 0 && running.died().is_none() {
+        running.publish_metrics();
         std::thread::sleep(Duration::from_millis(250));
     }
     signals.store(0, Ordering::Relaxed);
 }
 
-/// Refuses new allocations, lets existing ones run until the deadline (or a second signal), then stops.
-fn drain(relay: Relay, signals: &AtomicUsize, deadline: Duration) {
-    relay.drain();
-    let until = Instant::now() + deadline;
-    while relay.allocations() > 0 && Instant::now() < until && signals.load(Ordering::Relaxed) == 0 {
-        relay.publish_metrics();
-        std::thread::sleep(Duration::from_millis(100));
+/// Refuses new TURN allocations, lets existing ones run until the deadline (or a second signal), then stops
+/// everything. The SFU's participants are told the server is stopping.
+fn drain(running: Running, signals: &AtomicUsize, deadline: Duration) {
+    if let Some(relay) = &running.relay {
+        relay.drain();
+        let until = Instant::now() + deadline;
+        while relay.allocations() > 0 && Instant::now() < until && signals.load(Ordering::Relaxed) == 0 {
+            relay.publish_metrics();
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
-    relay.stop();
+    running.stop();
 }

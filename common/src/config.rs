@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+pub use crate::config_sfu::{HttpConfig, SfuConfig};
+
 /// The whole config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -31,6 +33,10 @@ pub struct Config {
     pub turn: TurnConfig,
     /// API keys that sign access tokens.
     pub auth: AuthConfig,
+    /// The public HTTP port.
+    pub http: HttpConfig,
+    /// The SFU.
+    pub sfu: SfuConfig,
 }
 
 /// `[auth]`: the API keys an app's backend signs its users' access tokens with (HS256 JWTs, see
@@ -306,6 +312,7 @@ impl Config {
     /// Checks rules that types alone do not express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.turn.validate()?;
+        self.sfu.validate()?;
         self.auth.validate()
     }
 }
@@ -389,7 +396,7 @@ impl TurnConfig {
     }
 }
 
-fn invalid(key: &'static str, reason: String) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, reason: String) -> ConfigError {
     ConfigError::Invalid { key, reason }
 }
 

@@ -50,6 +50,14 @@ pub enum HttpError {
         /// Why.
         source: std::io::Error,
     },
+    /// The public API address could not be bound.
+    #[error("http.listen: cannot bind {addr}")]
+    BindApp {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The runtime could not start.
     #[error("cannot start the metrics thread: {0}")]
     Runtime(std::io::Error),
@@ -86,6 +94,34 @@ pub fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, HttpEr
     std::thread::Builder::new()
         .name("http".into())
         .spawn(move || runtime.block_on(run(std_listener, handle, health)))
+        .map_err(HttpError::Runtime)?;
+    Ok(bound)
+}
+
+/// Binds `addr` and serves `app` (the public API: the SFU's `/rtc`, later call control) on its own thread.
+/// Returns the bound address.
+pub fn serve_app(addr: SocketAddr, app: Router) -> Result<SocketAddr, HttpError> {
+    let bind = |source| HttpError::BindApp { addr, source };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+    std_listener.set_nonblocking(true).map_err(bind)?;
+    let bound = std_listener.local_addr().map_err(bind)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(HttpError::Runtime)?;
+    std::thread::Builder::new()
+        .name("http-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                    tracing::error!("the API listener could not join the runtime");
+                    return;
+                };
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the API endpoint stopped");
+                }
+            })
+        })
         .map_err(HttpError::Runtime)?;
     Ok(bound)
 }

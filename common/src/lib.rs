@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod config;
+mod config_sfu;
 pub mod http;
 pub mod rest;
 pub mod telemetry;

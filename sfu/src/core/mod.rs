@@ -425,6 +425,23 @@ impl Sfu {
         self.panics
     }
 
+    /// Tracks published here now.
+    pub fn track_count(&self) -> usize {
+        self.peers.values().map(|p| p.published.len()).sum()
+    }
+
+    /// The others in participant `id`'s room, with their tracks; `None` if it is not here.
+    pub fn roster(&self, id: PeerId) -> Option<Vec<Participant>> {
+        let peer = self.peers.get(&id)?;
+        let members = self.rooms.get(&peer.room)?;
+        let others = members.iter().filter(|m| **m != id);
+        Some(
+            others
+                .filter_map(|m| self.peers.get(m).map(|p| p.participant(*m)))
+                .collect(),
+        )
+    }
+
     /// Whether participant `id` is here.
     pub fn contains(&self, id: PeerId) -> bool {
         self.peers.contains_key(&id)

@@ -86,6 +86,17 @@ impl Sfu {
         answer
     }
 
+    /// The participant's signaling reconnected (resume): an offer it may never have received is dropped and
+    /// made again.
+    pub fn reoffer(&mut self, id: PeerId, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        if peer.pending.take().is_some() {
+            revert_offered(&mut peer.subscriptions);
+            self.to_negotiate.push(id);
+            self.after_call(now);
+        }
+    }
+
     /// Offers a participant the tracks waiting for it.
     pub(super) fn renegotiate(&mut self, id: PeerId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else { return };

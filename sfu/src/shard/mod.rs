@@ -1,0 +1,353 @@
+//! A shard: one event-loop thread that owns a [`Sfu`] core, its UDP socket and its ICE-TCP listener. The
+//! signaling side talks to it only through [`Command`]s and per-participant event channels, so nothing on the
+//! packet path takes a lock.
+
+mod tcp;
+
+use crate::core::roster::{JoinRequest, Joined, Participant, PeerId, Signal};
+use crate::core::{JoinError, Limits, Sfu};
+use mio::net::{TcpListener, UdpSocket};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::net::Protocol;
+use tcp::TcpConns;
+use tokio::sync::{mpsc::UnboundedSender, oneshot};
+
+const UDP: Token = Token(0);
+const TCP_LISTENER: Token = Token(1);
+const WAKER: Token = Token(2);
+/// Tokens from here on are ICE-TCP connections.
+const FIRST_CONN: usize = 16;
+
+/// Messages a participant's signaling channel receives from its shard.
+pub type EventTx = UnboundedSender<Signal>;
+
+/// A resumed session: the others in the room, and the answer to the resume's offer if it had one.
+pub type Resumed = (Vec<Participant>, Option<Result<SdpAnswer, String>>);
+
+/// A join's owned parts, to cross into the shard thread.
+#[derive(Debug)]
+pub struct Join {
+    /// The room.
+    pub room: String,
+    /// The participant's identity.
+    pub identity: String,
+    /// Publish grant.
+    pub publish: bool,
+    /// Subscribe grant.
+    pub subscribe: bool,
+    /// The client's offer.
+    pub offer: SdpOffer,
+}
+
+/// What the signaling side asks of a shard.
+#[derive(Debug)]
+pub enum Command {
+    /// A participant joins; its messages go to `events`.
+    Join(Box<Join>, EventTx, oneshot::Sender<Result<Joined, JoinError>>),
+    /// The answer to the server's offer.
+    Answer(PeerId, SdpAnswer, oneshot::Sender<Result<(), String>>),
+    /// The participant's own offer.
+    Offer(PeerId, SdpOffer, oneshot::Sender<Result<SdpAnswer, String>>),
+    /// A trickled candidate.
+    Trickle(PeerId, String),
+    /// Mute or unmute one of its tracks.
+    Mute(PeerId, String, bool),
+    /// The participant's signaling came back (resume): its messages go to the new channel, and its offer (an
+    /// ICE restart) is taken. Answers with the room's roster and the answer, or `None` if the participant is
+    /// gone.
+    Attach(PeerId, EventTx, Option<SdpOffer>, oneshot::Sender<Option<Resumed>>),
+    /// The participant leaves.
+    Leave(PeerId),
+    /// The shard stops.
+    Stop,
+}
+
+/// The sockets and limits one shard starts with.
+pub struct ShardConfig {
+    /// Index, for logs and metrics.
+    pub index: usize,
+    /// Bound UDP socket.
+    pub udp: std::net::UdpSocket,
+    /// Bound ICE-TCP listener, if ICE-TCP is on.
+    pub tcp: Option<std::net::TcpListener>,
+    /// The UDP address advertised in candidates.
+    pub udp_public: SocketAddr,
+    /// The TCP address advertised in candidates.
+    pub tcp_public: Option<SocketAddr>,
+    /// The core's limits.
+    pub limits: Limits,
+}
+
+/// Counters a shard publishes once a second.
+#[derive(Default)]
+struct Stats {
+    packets_in: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    bytes_out: u64,
+    max_lag: Duration,
+}
+
+/// The loop's state.
+pub struct Shard {
+    index: usize,
+    sfu: Sfu,
+    poll: Poll,
+    udp: UdpSocket,
+    udp_public: SocketAddr,
+    tcp_listener: Option<TcpListener>,
+    tcp_public: Option<SocketAddr>,
+    conns: TcpConns,
+    commands: Receiver<Command>,
+    events: HashMap<PeerId, EventTx>,
+    buf: Vec<u8>,
+    stats: Stats,
+    stopping: bool,
+}
+
+impl Shard {
+    /// Registers the sockets; the returned waker wakes the loop when a command is queued.
+    pub fn new(cfg: ShardConfig, commands: Receiver<Command>) -> io::Result<(Self, Waker)> {
+        let poll = Poll::new()?;
+        cfg.udp.set_nonblocking(true)?;
+        let mut udp = UdpSocket::from_std(cfg.udp);
+        poll.registry().register(&mut udp, UDP, Interest::READABLE)?;
+        let tcp_listener = match cfg.tcp {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                let mut l = TcpListener::from_std(l);
+                poll.registry().register(&mut l, TCP_LISTENER, Interest::READABLE)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let base = (cfg.index as u64) << 40;
+        let mut sfu = Sfu::new(cfg.udp_public, cfg.limits).with_id_base(base);
+        if let Some(tcp) = cfg.tcp_public {
+            sfu = sfu.with_tcp(tcp);
+        }
+        let shard = Shard {
+            index: cfg.index,
+            sfu,
+            poll,
+            udp,
+            udp_public: cfg.udp_public,
+            tcp_listener,
+            tcp_public: cfg.tcp_public,
+            conns: TcpConns::new(FIRST_CONN),
+            commands,
+            events: HashMap::new(),
+            buf: vec![0; 2048],
+            stats: Stats::default(),
+            stopping: false,
+        };
+        Ok((shard, waker))
+    }
+
+    /// Runs until [`Command::Stop`] or until the command channel closes.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut next_stats = Instant::now() + Duration::from_secs(1);
+        while !self.stopping {
+            let now = Instant::now();
+            let due = self
+                .sfu
+                .poll_timeout()
+                .unwrap_or(now + Duration::from_secs(1))
+                .min(next_stats);
+            let wait = due.saturating_duration_since(now);
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(shard = self.index, error = %e, "poll failed; the shard stops");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    UDP => self.read_udp(now),
+                    TCP_LISTENER => self.accept_tcp(now),
+                    WAKER => self.run_commands(now),
+                    token => self.on_conn(token, ev, now),
+                }
+            }
+            if self.sfu.poll_timeout().is_some_and(|t| t <= now) {
+                self.stats.max_lag = self.stats.max_lag.max(now.saturating_duration_since(due));
+                self.sfu.handle_timeout(now);
+            }
+            self.flush();
+            if now >= next_stats {
+                self.publish_stats();
+                self.conns.close_idle(now, &self.poll);
+                next_stats = now + Duration::from_secs(1);
+            }
+        }
+        for (id, tx) in self.events.drain() {
+            let _ = tx.send(Signal::Ended("server stopping"));
+            tracing::debug!(peer = id, "ended: shard stopping");
+        }
+    }
+
+    fn read_udp(&mut self, now: Instant) {
+        loop {
+            match self.udp.recv_from(&mut self.buf) {
+                Ok((n, from)) => {
+                    self.stats.packets_in += 1;
+                    self.stats.bytes_in += n as u64;
+                    self.sfu
+                        .handle_receive(now, Protocol::Udp, from, self.udp_public, &self.buf[..n]);
+                    self.flush();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP errors from earlier sends surface here (ECONNREFUSED); they concern one peer only.
+                Err(e) => tracing::trace!(shard = self.index, error = %e, "udp receive"),
+            }
+        }
+    }
+
+    fn accept_tcp(&mut self, now: Instant) {
+        let Some(listener) = &self.tcp_listener else { return };
+        loop {
+            match listener.accept() {
+                Ok((stream, from)) => self.conns.add(stream, from, now, &self.poll),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(shard = self.index, error = %e, "ice-tcp accept");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_conn(&mut self, token: Token, ev: &mio::event::Event, now: Instant) {
+        let Some(public) = self.tcp_public else { return };
+        let sfu = &mut self.sfu;
+        let stats = &mut self.stats;
+        self.conns.on_event(token, ev, now, &self.poll, |from, frame| {
+            stats.packets_in += 1;
+            stats.bytes_in += frame.len() as u64;
+            sfu.handle_receive(now, Protocol::Tcp, from, public, frame);
+        });
+        self.flush();
+    }
+
+    fn run_commands(&mut self, now: Instant) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(cmd) => self.command(cmd, now),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.stopping = true;
+                    return;
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Join(join, events, reply) => {
+                let req = JoinRequest {
+                    room: &join.room,
+                    identity: &join.identity,
+                    publish: join.publish,
+                    subscribe: join.subscribe,
+                };
+                let joined = self.sfu.join(req, join.offer, now);
+                if let Ok(j) = &joined {
+                    self.events.insert(j.id, events);
+                }
+                if let Err(Ok(j)) = reply.send(joined) {
+                    // The signaling side gave up waiting: nobody will ever talk to this participant.
+                    self.sfu.leave(j.id, now);
+                }
+            }
+            Command::Answer(id, answer, reply) => {
+                let _ = reply.send(self.sfu.handle_answer(id, answer, now).map_err(|e| e.to_string()));
+            }
+            Command::Offer(id, offer, reply) => {
+                let _ = reply.send(self.sfu.handle_offer(id, offer, now).map_err(|e| e.to_string()));
+            }
+            Command::Trickle(id, candidate) => {
+                if let Err(e) = self.sfu.add_remote_candidate(id, &candidate) {
+                    tracing::debug!(peer = id, error = %e, "trickled candidate refused");
+                }
+            }
+            Command::Mute(id, track, muted) => {
+                self.sfu.set_muted(id, &track, muted);
+            }
+            Command::Attach(id, events, offer, reply) => {
+                let Some(roster) = self.sfu.roster(id) else {
+                    let _ = reply.send(None);
+                    return;
+                };
+                // The old socket's channel is dropped here, which tells its task it was replaced.
+                self.events.insert(id, events);
+                let answer = match offer {
+                    Some(o) => Some(self.sfu.handle_offer(id, o, now).map_err(|e| e.to_string())),
+                    None => {
+                        self.sfu.reoffer(id, now);
+                        None
+                    }
+                };
+                let _ = reply.send(Some((roster, answer)));
+            }
+            Command::Leave(id) => {
+                self.sfu.leave(id, now);
+                self.events.remove(&id);
+            }
+            Command::Stop => self.stopping = true,
+        }
+    }
+
+    /// Sends what the core queued: datagrams, and messages to participants.
+    fn flush(&mut self) {
+        while let Some(t) = self.sfu.poll_transmit() {
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += t.contents.len() as u64;
+            match t.proto {
+                Protocol::Udp => {
+                    if let Err(e) = self.udp.send_to(&t.contents, t.destination) {
+                        tracing::trace!(shard = self.index, to = %t.destination, error = %e, "udp send");
+                    }
+                }
+                _ => self.conns.send(t.destination, &t.contents, &self.poll),
+            }
+        }
+        while let Some((id, signal)) = self.sfu.poll_signal() {
+            let ended = matches!(signal, Signal::Ended(_));
+            if let Some(tx) = self.events.get(&id) {
+                let _ = tx.send(signal);
+            }
+            if ended {
+                self.events.remove(&id);
+            }
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        let shard = self.index.to_string();
+        let s = std::mem::take(&mut self.stats);
+        let label = [("shard", shard)];
+        metrics::gauge!("hualu_sfu_rooms", &label).set(self.sfu.room_count() as f64);
+        metrics::gauge!("hualu_sfu_participants", &label).set(self.sfu.peer_count() as f64);
+        metrics::gauge!("hualu_sfu_tracks", &label).set(self.sfu.track_count() as f64);
+        metrics::gauge!("hualu_sfu_ice_tcp_connections", &label).set(self.conns.len() as f64);
+        metrics::counter!("hualu_sfu_packets_in_total", &label).increment(s.packets_in);
+        metrics::counter!("hualu_sfu_bytes_in_total", &label).increment(s.bytes_in);
+        metrics::counter!("hualu_sfu_packets_out_total", &label).increment(s.packets_out);
+        metrics::counter!("hualu_sfu_bytes_out_total", &label).increment(s.bytes_out);
+        metrics::gauge!("hualu_sfu_loop_lag_seconds", &label).set(s.max_lag.as_secs_f64());
+        let panics = self.sfu.panics();
+        metrics::counter!("hualu_sfu_peer_panics_total", &label).absolute(panics);
+    }
+}

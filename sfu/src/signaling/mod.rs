@@ -1,0 +1,147 @@
+//! Room signaling: `GET /rtc?access_token=JWT`, a WebSocket of JSON messages per participant
+//! (docs/protocol.md). Each socket's task relays between the client and its room's shard.
+
+mod messages;
+mod session;
+
+use crate::node::Node;
+use crate::PeerId;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hualu_common::config::Config;
+use hualu_common::token::Verifier;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Largest message a client may send.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// TURN servers handed to clients, with REST credentials minted per join.
+#[derive(Debug, Clone)]
+pub struct TurnServers {
+    /// `turn:` and `turns:` URLs.
+    pub urls: Vec<String>,
+    /// The REST secret (`turn.rest_secrets[0]`).
+    pub secret: String,
+    /// Credential lifetime.
+    pub ttl_secs: u64,
+}
+
+impl TurnServers {
+    /// From the config: `sfu.turn_urls`, or URLs derived from `[turn]`; none without a REST secret.
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let t = &config.turn;
+        let secret = t.rest_secrets.first()?.clone();
+        let mut urls = config.sfu.turn_urls.clone();
+        if urls.is_empty() {
+            let ip = t.external_ip.or(t.listen_ips.first().copied())?;
+            let host = match ip {
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            if t.udp_port != 0 {
+                urls.push(format!("turn:{host}:{}?transport=udp", t.udp_port));
+            }
+            if t.tcp_port != 0 {
+                urls.push(format!("turn:{host}:{}?transport=tcp", t.tcp_port));
+            }
+            if t.tls_port != 0 {
+                urls.push(format!("turns:{host}:{}?transport=tcp", t.tls_port));
+            }
+        }
+        Some(Self {
+            urls,
+            secret,
+            ttl_secs: config.sfu.turn_credential_ttl_secs,
+        })
+    }
+
+    fn ice_servers(&self, identity: &str) -> Value {
+        let now = hualu_common::clock::unix_now();
+        let c = hualu_common::rest::mint(&self.secret, identity, now, self.ttl_secs);
+        json!([{"urls": self.urls, "username": c.username, "credential": c.password}])
+    }
+}
+
+/// A session a client may resume.
+#[derive(Debug, Clone)]
+struct SessionEntry {
+    shard: usize,
+    peer: PeerId,
+    identity: String,
+    room: String,
+    /// Bumped at each resume, so a stale socket's grace timer knows it lost the session.
+    generation: u64,
+}
+
+/// What the `/rtc` handlers share.
+pub struct RtcState {
+    node: Arc<Node>,
+    verifier: Verifier,
+    turn: Option<TurnServers>,
+    grace: Duration,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
+}
+
+impl RtcState {
+    /// Signaling for `node`, with tokens checked against `config.auth` and TURN from `config`.
+    pub fn new(node: Arc<Node>, config: &Config) -> Arc<Self> {
+        Arc::new(Self {
+            node,
+            verifier: Verifier::new(&config.auth.api_keys),
+            turn: TurnServers::from_config(config),
+            grace: Duration::from_secs(config.sfu.resume_grace_secs),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionEntry>> {
+        // A panic while holding this lock leaves the map usable: entries are replaced whole.
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The `/rtc` route.
+pub fn router(state: Arc<RtcState>) -> Router {
+    Router::new().route("/rtc", get(upgrade)).with_state(state)
+}
+
+#[derive(Deserialize)]
+struct RtcQuery {
+    access_token: Option<String>,
+}
+
+async fn upgrade(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    Query(q): Query<RtcQuery>,
+    State(state): State<Arc<RtcState>>,
+) -> Response {
+    let Some(token) = q.access_token else {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "access_token is missing");
+    };
+    let claims = match state.verifier.verify(&token, hualu_common::clock::unix_now()) {
+        Ok(c) => c,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, "unauthorized", &e.to_string()),
+    };
+    if claims.grants.room.is_none() {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "the token grants no room");
+    }
+    let Ok(ws) = ws else {
+        return refuse(StatusCode::BAD_REQUEST, "bad_request", "expected a WebSocket upgrade");
+    };
+    ws.max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| session::run(socket, state, claims))
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+}
