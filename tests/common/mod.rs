@@ -13,7 +13,9 @@ use std::time::Duration;
 
 pub mod http;
 pub mod ports;
+pub mod room_client;
 pub mod server;
+pub mod sfu;
 pub mod tools;
 
 pub use server::{Server, ServerSpec};
