@@ -447,12 +447,23 @@ impl Sfu {
         self.peers.contains_key(&id)
     }
 
-    /// Finds the participant a datagram belongs to: by its source address once known, else (a STUN request)
-    /// by the ICE username, whose first part is the ufrag we gave that participant.
+    /// Finds the participant a datagram belongs to: a STUN request by the ICE username, whose first part is
+    /// the ufrag we gave that participant; anything else by its source address once known. The username
+    /// wins because an address can be stale: a participant that moved leaves its old one mapped here, and a
+    /// NAT may give it to someone else, whose checks must not go to the participant that left it.
     fn route(&mut self, source: SocketAddr, data: &[u8], input: &Input<'_>) -> Option<PeerId> {
-        if let Some(&id) = self.by_remote.get(&source) {
-            return Some(id);
+        let known = self.by_remote.get(&source).copied();
+        // RFC 7983: a first byte of 0..=3 is STUN.
+        if data.first().is_some_and(|b| *b <= 3) {
+            if let Some(id) = self.by_username(data, input) {
+                return Some(id);
+            }
         }
+        known
+    }
+
+    /// The participant a STUN request is for, by the ufrag in its username, if it accepts it.
+    fn by_username(&self, data: &[u8], input: &Input<'_>) -> Option<PeerId> {
         let message = str0m::ice::StunMessage::parse(data).ok()?;
         let (ours, _) = message.split_username()?;
         let id = *self.by_ufrag.get(ours)?;
