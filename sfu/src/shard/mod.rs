@@ -24,8 +24,21 @@ const WAKER: Token = Token(2);
 /// Tokens from here on are ICE-TCP connections.
 const FIRST_CONN: usize = 16;
 
-/// Messages a participant's signaling channel receives from its shard.
-pub type EventTx = UnboundedSender<Signal>;
+/// What a participant's signaling task receives from its shard, in the order the shard produced it.
+#[derive(Debug)]
+pub enum Event {
+    /// A signal of the core: an offer, a roster change, the end of the session.
+    Signal(Signal),
+    /// The answer to the participant's own offer ([`Command::Offer`]). It travels with the signals, not on a
+    /// reply channel of its own: a server offer made before the shard took the client's offer (which drops
+    /// that server offer) must reach the client before this answer, while the client's offer is still
+    /// outstanding, so that the client ignores it as docs/protocol.md says. Delivered after it, it looks
+    /// current: the client answers an offer the server has forgotten, and their m-lines part ways for good.
+    Answer(Result<SdpAnswer, String>),
+}
+
+/// A participant's signaling channel, on which its shard sends [`Event`]s.
+pub type EventTx = UnboundedSender<Event>;
 
 /// A resumed session: the others in the room, and the answer to the resume's offer if it had one.
 pub type Resumed = (Vec<Participant>, Option<Result<SdpAnswer, String>>);
@@ -52,8 +65,8 @@ pub enum Command {
     Join(Box<Join>, EventTx, oneshot::Sender<Result<Joined, JoinError>>),
     /// The answer to the server's offer.
     Answer(PeerId, SdpAnswer, oneshot::Sender<Result<(), String>>),
-    /// The participant's own offer.
-    Offer(PeerId, SdpOffer, oneshot::Sender<Result<SdpAnswer, String>>),
+    /// The participant's own offer; the answer comes back as [`Event::Answer`] on its event channel.
+    Offer(PeerId, SdpOffer),
     /// A trickled candidate.
     Trickle(PeerId, String),
     /// Mute or unmute one of its tracks.
@@ -190,7 +203,7 @@ impl Shard {
             }
         }
         for (id, tx) in self.events.drain() {
-            let _ = tx.send(Signal::Ended("server stopping"));
+            let _ = tx.send(Event::Signal(Signal::Ended("server stopping")));
             tracing::debug!(peer = id, "ended: shard stopping");
         }
     }
@@ -274,8 +287,14 @@ impl Shard {
             Command::Answer(id, answer, reply) => {
                 let _ = reply.send(self.sfu.handle_answer(id, answer, now).map_err(|e| e.to_string()));
             }
-            Command::Offer(id, offer, reply) => {
-                let _ = reply.send(self.sfu.handle_offer(id, offer, now).map_err(|e| e.to_string()));
+            Command::Offer(id, offer) => {
+                // Everything produced before this offer is taken goes out first (the flush after each event
+                // has sent it already; this keeps it so), then the answer, then what the offer caused.
+                self.flush();
+                let answer = self.sfu.handle_offer(id, offer, now).map_err(|e| e.to_string());
+                if let Some(tx) = self.events.get(&id) {
+                    let _ = tx.send(Event::Answer(answer));
+                }
             }
             Command::Trickle(id, candidate) => {
                 if let Err(e) = self.sfu.add_remote_candidate(id, &candidate) {
@@ -326,7 +345,7 @@ impl Shard {
         while let Some((id, signal)) = self.sfu.poll_signal() {
             let ended = matches!(signal, Signal::Ended(_));
             if let Some(tx) = self.events.get(&id) {
-                let _ = tx.send(signal);
+                let _ = tx.send(Event::Signal(signal));
             }
             if ended {
                 self.events.remove(&id);

@@ -3,12 +3,13 @@
 
 use super::messages::{self, ClientMsg};
 use super::{RtcState, SessionEntry};
-use crate::shard::{Command, Join};
+use crate::shard::{Command, Event, Join};
 use crate::PeerId;
 use axum::extract::ws::{Message, WebSocket};
 use hualu_common::token::Claims;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -177,7 +178,9 @@ async fn resume(
 }
 
 /// Relays until the session ends or the socket drops.
-async fn relay(mut socket: WebSocket, st: &Arc<RtcState>, b: &Bound, mut rx: UnboundedReceiver<Signal>) {
+async fn relay(mut socket: WebSocket, st: &Arc<RtcState>, b: &Bound, mut rx: UnboundedReceiver<Event>) {
+    // The ids of the client's offers sent to the shard, oldest first: their answers come back in this order.
+    let mut offers: VecDeque<Option<Value>> = VecDeque::new();
     loop {
         tokio::select! {
             msg = recv(&mut socket) => match msg {
@@ -193,7 +196,7 @@ async fn relay(mut socket: WebSocket, st: &Arc<RtcState>, b: &Bound, mut rx: Unb
                     return close_with(&mut socket, json!({"type": "left", "reason": "leave"})).await;
                 }
                 Some(Ok(m)) => {
-                    let reply = handle(st, b, m).await;
+                    let reply = handle(st, b, m, &mut offers).await;
                     if let Some(r) = reply {
                         if !send(&mut socket, &r).await {
                             return detach(st, b);
@@ -201,8 +204,18 @@ async fn relay(mut socket: WebSocket, st: &Arc<RtcState>, b: &Bound, mut rx: Unb
                     }
                 }
             },
-            signal = rx.recv() => match signal {
-                Some(s) => {
+            event = rx.recv() => match event {
+                Some(Event::Answer(answer)) => {
+                    let id = offers.pop_front().flatten();
+                    let reply = match answer {
+                        Ok(a) => messages::reply(id.as_ref(), json!({"type": "answer", "sdp": a.to_sdp_string()})),
+                        Err(e) => bad_sdp(id.as_ref(), &e),
+                    };
+                    if !send(&mut socket, &reply).await {
+                        return detach(st, b);
+                    }
+                }
+                Some(Event::Signal(s)) => {
                     let ended = matches!(s, Signal::Ended(_));
                     let sent = send(&mut socket, &messages::signal(&s)).await;
                     if ended {
@@ -226,21 +239,20 @@ async fn relay(mut socket: WebSocket, st: &Arc<RtcState>, b: &Bound, mut rx: Unb
     }
 }
 
-/// One message after the first; returns the reply, if any.
-async fn handle(st: &Arc<RtcState>, b: &Bound, m: ClientMsg) -> Option<Value> {
+/// One message after the first; returns the reply, if any. A client offer's answer comes later, as an
+/// [`Event::Answer`] in order with the shard's signals; its id waits in `offers`.
+async fn handle(st: &Arc<RtcState>, b: &Bound, m: ClientMsg, offers: &mut VecDeque<Option<Value>>) -> Option<Value> {
     match m {
         ClientMsg::Offer { id, sdp } => {
             let offer = match SdpOffer::from_sdp_string(&sdp) {
                 Ok(o) => o,
                 Err(e) => return Some(bad_sdp(id.as_ref(), &e.to_string())),
             };
-            let (reply, answer) = oneshot::channel();
-            let r = ask(st, b.shard, Command::Offer(b.peer, offer, reply), answer, id.as_ref()).await;
-            Some(match r {
-                Ok(Ok(a)) => messages::reply(id.as_ref(), json!({"type": "answer", "sdp": a.to_sdp_string()})),
-                Ok(Err(e)) => bad_sdp(id.as_ref(), &e),
-                Err(e) => e,
-            })
+            if !st.node.send(b.shard, Command::Offer(b.peer, offer)) {
+                return Some(messages::error(id.as_ref(), "internal", "the SFU shard is not running"));
+            }
+            offers.push_back(id);
+            None
         }
         ClientMsg::Answer { sdp } => {
             let answer = match SdpAnswer::from_sdp_string(&sdp) {
