@@ -1,10 +1,11 @@
 //! Forwarding: a published packet out to each open subscription, and keyframe requests back to publishers.
 
-use super::{PeerId, Sfu, SubState, Target, KEYFRAME_REQUEST_INTERVAL};
+use super::{PeerId, Sfu, SubState, KEYFRAME_REQUEST_INTERVAL};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::Input;
 
 impl Sfu {
     /// Sends `packet` of `source`'s track `mid` to each subscriber with that track open.
@@ -18,18 +19,21 @@ impl Sfu {
         let Some(slot) = self.fanout.get_mut(&(source, mid)) else {
             return;
         };
-        let targets = std::mem::take(slot);
-        for &Target {
-            subscriber: sub_id,
-            mid: out_mid,
-            kind,
-        } in &targets
-        {
+        let mut targets = std::mem::take(slot);
+        for target in &mut targets {
+            let (sub_id, out_mid, kind) = (target.subscriber, target.mid, target.kind);
             let Some(peer) = self.peers.get_mut(&sub_id) else {
                 continue;
             };
-            let Some(pt) = peer.rtc.codec_config().match_params(params).map(|p| p.pt()) else {
-                continue;
+            let pt = match target.pt_cache {
+                Some((from, to)) if from == pt_in => to,
+                _ => {
+                    let Some(pt) = peer.rtc.codec_config().match_params(params).map(|p| p.pt()) else {
+                        continue;
+                    };
+                    target.pt_cache = Some((pt_in, pt));
+                    pt
+                }
             };
             let write = RtpWrite::new(
                 pt,
@@ -41,12 +45,14 @@ impl Sfu {
             .marker(packet.header.marker)
             .ext_vals(packet.header.ext_vals.clone())
             .nackable(kind == MediaKind::Video);
+            // The packet is queued; str0m's pacer releases it at the next timer call, made here at once.
             let written = catch_unwind(AssertUnwindSafe(|| {
                 let mut api = peer.rtc.direct_api();
                 let tx = api.stream_tx_by_mid(out_mid, None)?;
                 tx.write_rtp(write);
-                Some(())
+                peer.rtc.handle_input(Input::Timeout(now)).ok()
             }));
+            self.rtc_timeouts += 1;
             if written.is_err() {
                 self.panicked(sub_id);
                 continue;

@@ -44,6 +44,7 @@ impl Sfu {
                     subscriber: id,
                     mid,
                     kind: s.kind,
+                    pt_cache: None,
                 });
             }
         }

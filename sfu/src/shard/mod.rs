@@ -105,6 +105,7 @@ struct Stats {
     packets_out: u64,
     bytes_out: u64,
     max_lag: Duration,
+    wakeups: u64,
 }
 
 /// The loop's state.
@@ -183,6 +184,7 @@ impl Shard {
                 }
             }
             let now = Instant::now();
+            self.stats.wakeups += 1;
             for ev in events.iter() {
                 match ev.token() {
                     UDP => self.read_udp(now),
@@ -366,6 +368,8 @@ impl Shard {
         metrics::counter!("hualu_sfu_packets_out_total", &label).increment(s.packets_out);
         metrics::counter!("hualu_sfu_bytes_out_total", &label).increment(s.bytes_out);
         metrics::gauge!("hualu_sfu_loop_lag_seconds", &label).set(s.max_lag.as_secs_f64());
+        metrics::counter!("hualu_sfu_loop_wakeups_total", &label).increment(s.wakeups);
+        metrics::counter!("hualu_sfu_rtc_timeouts_total", &label).absolute(self.sfu.rtc_timeouts());
         let panics = self.sfu.panics();
         metrics::counter!("hualu_sfu_peer_panics_total", &label).absolute(panics);
     }
