@@ -137,8 +137,13 @@ async fn upgrade(
     let Ok(ws) = ws else {
         return refuse(StatusCode::BAD_REQUEST, "bad_request", "expected a WebSocket upgrade");
     };
+    // Signaling is a few small messages a minute: tungstenite's default 128 KiB read and write buffers would be
+    // most of a participant's memory. Writes go out at once; a client that stops reading fills at most 1 MiB.
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
         .on_upgrade(move |socket| session::run(socket, state, claims))
 }
 
