@@ -141,3 +141,36 @@ impl SfuConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(sets: &[&str]) -> Result<Config, String> {
+        let sets: Vec<String> = sets.iter().map(ToString::to_string).collect();
+        Config::load(None, &sets).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_unspecified_listen_ip_needs_a_public_ip() {
+        let err = load(&["sfu.listen_ip=\"0.0.0.0\""]).expect_err("refused");
+        assert_eq!(err, "config: sfu.public_ip: must be set when sfu.listen_ip is 0.0.0.0");
+        let c = load(&["sfu.listen_ip=\"0.0.0.0\"", "sfu.public_ip=\"203.0.113.11\""]).expect("loads");
+        assert_eq!(c.sfu.advertised_ip().to_string(), "203.0.113.11");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("sfu.turn_urls=[\"http://x\"]", "sfu.turn_urls"),
+            ("sfu.participants_per_room=1", "sfu.participants_per_room"),
+            ("sfu.resume_grace_secs=0", "sfu.resume_grace_secs"),
+            ("sfu.udp_port=65535", "sfu.udp_port"),
+            ("sfu.public_ip=\"::1\"", "sfu.public_ip"),
+        ];
+        for (set, key) in cases {
+            let err = load(&[set, "sfu.shards=2"]).expect_err(set);
+            assert!(err.starts_with(&format!("config: {key}: ")), "{set}: {err}");
+        }
+    }
+}
