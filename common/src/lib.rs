@@ -18,3 +18,4 @@ pub mod http;
 pub mod rest;
 pub mod telemetry;
 pub mod token;
+pub mod udp_batch;

@@ -3,6 +3,7 @@
 mod forward;
 mod negotiate;
 pub(crate) mod roster;
+mod speakers;
 
 use ahash::HashMap;
 use roster::{JoinRequest, Joined, Participant, PeerId, Signal, Track};
@@ -192,6 +193,8 @@ pub struct Sfu {
     panics: u64,
     /// Timer calls into participants' `Rtc`s since the start.
     rtc_timeouts: u64,
+    /// Who speaks, by room.
+    speakers: speakers::Speakers,
 }
 
 impl Sfu {
@@ -217,6 +220,7 @@ impl Sfu {
             to_negotiate: Vec::new(),
             panics: 0,
             rtc_timeouts: 0,
+            speakers: speakers::Speakers::default(),
         }
     }
 
@@ -283,6 +287,7 @@ impl Sfu {
         };
         let me = peer.participant(id);
         self.peers.insert(id, peer);
+        self.speakers.arm(now);
         for other in &others {
             self.signals.push_back((*other, Signal::ParticipantJoined(me.clone())));
         }
@@ -414,15 +419,17 @@ impl Sfu {
                 self.drain(id, now);
             }
         }
+        self.tick_speakers(now);
         self.after_call(now);
     }
 
     /// When [`Sfu::handle_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
+        let peers = self
+            .peers
             .values()
-            .map(|p| p.next_timeout.min(p.deadline(&self.limits)))
-            .min()
+            .map(|p| p.next_timeout.min(p.deadline(&self.limits)));
+        peers.chain(self.speakers.due()).min()
     }
 
     /// The next datagram to send.
@@ -568,6 +575,9 @@ impl Sfu {
             }
             Event::RtpPacket(p) => {
                 let Some(peer) = self.peers.get_mut(&id) else { return };
+                if let Some(level) = p.header.ext_vals.audio_level.filter(|_| peer.publish) {
+                    self.speakers.record(id, level);
+                }
                 let mid = peer.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
                 if let Some(mid) = mid {
                     self.to_forward.push((id, mid, p));
@@ -683,6 +693,7 @@ impl Sfu {
         let Some(peer) = self.peers.remove(&id) else { return };
         self.by_remote.retain(|_, p| *p != id);
         self.by_ufrag.remove(&peer.ufrag);
+        self.speakers.forget(id);
         self.last_keyframe_request.retain(|(p, _), _| *p != id);
         self.tell_room(&peer.room, id, |_| Signal::ParticipantLeft(id));
         if let Some(members) = self.rooms.get_mut(&peer.room) {

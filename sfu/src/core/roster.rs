@@ -92,6 +92,9 @@ pub enum Signal {
         /// Muted now.
         muted: bool,
     },
+    /// The room's active speakers changed: loudest first, each with a level from 0 to 1. Empty when nobody
+    /// speaks.
+    Speakers(Vec<(PeerId, f32)>),
     /// The SFU ended the participant's session, for the reason given.
     Ended(&'static str),
 }

@@ -6,11 +6,13 @@ mod tcp;
 
 use crate::core::roster::{JoinRequest, Joined, Participant, PeerId, Signal};
 use crate::core::{JoinError, Limits, Sfu};
+use hualu_common::udp_batch::SendBatch;
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -106,6 +108,7 @@ struct Stats {
     bytes_out: u64,
     max_lag: Duration,
     wakeups: u64,
+    send_drops: u64,
 }
 
 /// The loop's state.
@@ -121,6 +124,9 @@ pub struct Shard {
     commands: Receiver<Command>,
     events: HashMap<PeerId, EventTx>,
     buf: Vec<u8>,
+    /// Datagrams to send, flushed with one `sendmmsg` per 32: a packet fanned out to hundreds of subscribers
+    /// leaves in a few system calls instead of hundreds.
+    out: SendBatch,
     stats: Stats,
     stopping: bool,
 }
@@ -159,6 +165,7 @@ impl Shard {
             commands,
             events: HashMap::new(),
             buf: vec![0; 2048],
+            out: SendBatch::new(),
             stats: Stats::default(),
             stopping: false,
         };
@@ -337,13 +344,15 @@ impl Shard {
             self.stats.bytes_out += t.contents.len() as u64;
             match t.proto {
                 Protocol::Udp => {
-                    if let Err(e) = self.udp.send_to(&t.contents, t.destination) {
-                        tracing::trace!(shard = self.index, to = %t.destination, error = %e, "udp send");
+                    if self.out.is_full() {
+                        self.flush_udp();
                     }
+                    self.out.push(t.destination, &t.contents);
                 }
                 _ => self.conns.send(t.destination, &t.contents, &self.poll),
             }
         }
+        self.flush_udp();
         while let Some((id, signal)) = self.sfu.poll_signal() {
             let ended = matches!(signal, Signal::Ended(_));
             if let Some(tx) = self.events.get(&id) {
@@ -352,6 +361,13 @@ impl Shard {
             if ended {
                 self.events.remove(&id);
             }
+        }
+    }
+
+    fn flush_udp(&mut self) {
+        if !self.out.is_empty() {
+            let flushed = self.out.flush(self.udp.as_raw_fd());
+            self.stats.send_drops += flushed.dropped as u64;
         }
     }
 
@@ -369,6 +385,7 @@ impl Shard {
         metrics::counter!("hualu_sfu_bytes_out_total", &label).increment(s.bytes_out);
         metrics::gauge!("hualu_sfu_loop_lag_seconds", &label).set(s.max_lag.as_secs_f64());
         metrics::counter!("hualu_sfu_loop_wakeups_total", &label).increment(s.wakeups);
+        metrics::counter!("hualu_sfu_send_drops_total", &label).increment(s.send_drops);
         metrics::counter!("hualu_sfu_rtc_timeouts_total", &label).absolute(self.sfu.rtc_timeouts());
         let panics = self.sfu.panics();
         metrics::counter!("hualu_sfu_peer_panics_total", &label).absolute(panics);

@@ -113,6 +113,13 @@ pub fn signal(s: &Signal) -> Value {
             track,
             muted,
         } => json!({"type": "muted", "participant": pid(participant), "track": track, "muted": muted}),
+        Signal::Speakers(list) => {
+            let speakers: Vec<Value> = list
+                .iter()
+                .map(|(id, level)| json!({"participant": pid(id), "level": (level * 100.0).round() / 100.0}))
+                .collect();
+            json!({"type": "speakers", "speakers": speakers})
+        }
         Signal::Ended(reason) => json!({"type": "left", "reason": reason}),
     }
 }

@@ -59,6 +59,8 @@ pub struct Client {
     /// The public address a NAT in front of it maps `addr` to, if any: the SFU sees its datagrams come from
     /// there, and sends there.
     pub nat: Option<SocketAddr>,
+    /// The RFC 6464 audio level its audio packets carry, in -dBov (0 loudest, -127 silence); none if unset.
+    pub level: Option<i8>,
 }
 
 impl Client {
@@ -289,6 +291,7 @@ impl World {
             egress: HashMap::new(),
             gone: false,
             nat: None,
+            level: None,
         }
     }
 
@@ -511,6 +514,10 @@ impl World {
             return;
         };
         let time = MediaTime::from(elapsed);
+        let writer = match c.level {
+            Some(level) => writer.audio_level(level, level > -50),
+            None => writer,
+        };
         writer
             .write(pt, self.start + elapsed, time, vec![i as u8; 60])
             .expect("write");

@@ -66,6 +66,10 @@ use std::time::{Duration, Instant};
 
 /// Bytes a driver must leave free before a peer's payload so ChannelData can be framed in place.
 pub const HEADROOM: usize = 4;
+const _: () = assert!(
+    HEADROOM == hualu_common::udp_batch::HEADROOM,
+    "the batch buffers leave this much room"
+);
 /// How often lapsed allocations, permissions, channels and reservations are swept.
 const SWEEP: Duration = Duration::from_secs(1);
 /// How long an EVEN-PORT reservation is held (RFC 8656 §7.2: 30 s).

@@ -5,7 +5,7 @@
 //! allocations made through it and their relay sockets; peers' datagrams arrive on those sockets, so they too
 //! reach the owning shard. No lock is taken and nothing is allocated per packet.
 
-mod batch;
+pub(crate) use hualu_common::udp_batch as batch;
 mod metrics;
 mod relays;
 mod shard;

@@ -1,7 +1,8 @@
 //! Batched UDP receive and send with `recvmmsg(2)` and `sendmmsg(2)`: one system call for up to [`BATCH`]
 //! datagrams. Neither std, mio nor socket2 exposes these calls, so this module wraps them with `libc`.
 //!
-//! Every buffer is allocated once, up front; nothing here allocates per packet.
+//! Every buffer is allocated once, up front; nothing here allocates per packet. The TURN relay and the SFU's
+//! shards both use it.
 
 #![allow(unsafe_code)]
 
@@ -15,8 +16,9 @@ pub const BATCH: usize = 32;
 /// Largest datagram kept; longer ones are truncated by the kernel and dropped here. WebRTC media stays
 /// below 1,500 bytes, TURN control messages below 1,300.
 pub const MAX_DATAGRAM: usize = 2048;
-/// Room before each received payload, so a ChannelData header can be written in place.
-pub const HEADROOM: usize = crate::core::HEADROOM;
+/// Room before each received payload, so a header can be written in place (TURN's 4-byte ChannelData header;
+/// the TURN core's `HEADROOM` is checked equal to this).
+pub const HEADROOM: usize = 4;
 /// One slot: headroom, payload, and room for stream padding.
 const SLOT: usize = HEADROOM + MAX_DATAGRAM + 4;
 
