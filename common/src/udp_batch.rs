@@ -36,6 +36,12 @@ pub struct RecvBatch {
     used: usize,
 }
 
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RecvBatch {
     /// Allocates the batch and points its headers at its buffers, once: the buffers are heap vectors that
     /// never grow, so the pointers stay valid wherever the struct moves.
@@ -153,6 +159,12 @@ pub struct Flushed {
     pub sent: usize,
     /// Datagrams dropped (send buffer full, or an error).
     pub dropped: usize,
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SendBatch {
@@ -350,29 +362,6 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(got, 5);
-    }
-
-    #[test]
-    fn kernel_drop_count_arrives_with_datagrams() {
-        let rx = super::super::sockets::relay_socket("127.0.0.1:0".parse().expect("addr"), 65_536).expect("bind");
-        let to = rx.local_addr().expect("addr");
-        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        for _ in 0..2000 {
-            let _ = tx.send_to(&[7u8; 1000], to);
-        }
-        let mut batch = RecvBatch::new();
-        while batch.recv(rx.as_raw_fd()).expect("recv") > 0 {}
-        tx.send_to(&[8u8; 10], to).expect("send");
-        let mut seen = None;
-        for _ in 0..100 {
-            let n = batch.recv(rx.as_raw_fd()).expect("recv");
-            if n > 0 {
-                seen = batch.drops(n - 1);
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(seen.is_some_and(|d| d > 0), "drops reported: {seen:?}");
     }
 
     #[test]

@@ -124,3 +124,32 @@ fn set_int(s: &Socket, option: libc::c_int, value: libc::c_int) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    /// SO_RXQ_OVFL, set on relay sockets, makes the kernel's drop count arrive with the next datagram.
+    #[test]
+    fn kernel_drop_count_arrives_with_datagrams() {
+        let rx = super::relay_socket("127.0.0.1:0".parse().expect("addr"), 65_536).expect("bind");
+        let to = rx.local_addr().expect("addr");
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for _ in 0..2000 {
+            let _ = tx.send_to(&[7u8; 1000], to);
+        }
+        let mut batch = hualu_common::udp_batch::RecvBatch::new();
+        while batch.recv(rx.as_raw_fd()).expect("recv") > 0 {}
+        tx.send_to(&[8u8; 10], to).expect("send");
+        let mut seen = None;
+        for _ in 0..100 {
+            let n = batch.recv(rx.as_raw_fd()).expect("recv");
+            if n > 0 {
+                seen = batch.drops(n - 1);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(seen.is_some_and(|d| d > 0), "drops reported: {seen:?}");
+    }
+}
