@@ -577,3 +577,21 @@ fn without_retransmissions_the_same_loss_costs_many_frames() {
         "with 3 packets a frame over two lossy legs, many frames miss a packet: {received} of {sent} arrive"
     );
 }
+
+/// The SFU sends transport-wide congestion control feedback (TWCC), so a publisher estimates its uplink.
+#[test]
+fn publishers_estimate_their_uplink_from_the_sfus_twcc_feedback() {
+    let mut w = World::new();
+    w.bwe = Some(str0m::bwe::Bitrate::kbps(300));
+    w.join_with(2, "standup", true);
+    w.join(3, "standup");
+    w.run(Duration::from_secs(4));
+    let estimates = &w.clients[0].estimates;
+    // The first estimate is the configured start; only feedback moves it.
+    let first = estimates.first().map(|b| b.as_u64());
+    let last = estimates.last().map(|b| b.as_u64());
+    assert!(
+        estimates.len() >= 3 && last > first,
+        "the estimate never moved from the start, so no TWCC feedback reached the publisher: {estimates:?}"
+    );
+}

@@ -61,6 +61,8 @@ pub struct Client {
     pub nat: Option<SocketAddr>,
     /// The RFC 6464 audio level its audio packets carry, in -dBov (0 loudest, -127 silence); none if unset.
     pub level: Option<i8>,
+    /// Its uplink estimates from TWCC feedback, when the world enables estimation.
+    pub estimates: Vec<str0m::bwe::Bitrate>,
 }
 
 impl Client {
@@ -206,6 +208,8 @@ pub struct World {
     pub loss: Option<Loss>,
     /// Clients made from now on emit media stats this often.
     pub stats_interval: Option<Duration>,
+    /// Clients joined from now on estimate their uplink from the SFU's TWCC feedback, starting here.
+    pub bwe: Option<str0m::bwe::Bitrate>,
 }
 
 impl World {
@@ -225,6 +229,7 @@ impl World {
             silent: Vec::new(),
             loss: None,
             stats_interval: None,
+            bwe: None,
         }
     }
 
@@ -257,7 +262,10 @@ impl World {
     }
 
     fn new_client(&mut self, addr: SocketAddr, req: JoinRequest<'_>, video: bool) -> Client {
-        let mut rtc = Rtc::builder().set_stats_interval(self.stats_interval).build(self.now);
+        let mut rtc = Rtc::builder()
+            .set_stats_interval(self.stats_interval)
+            .enable_bwe(self.bwe)
+            .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         let mut api = rtc.sdp_api();
         let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
@@ -292,6 +300,7 @@ impl World {
             gone: false,
             nat: None,
             level: None,
+            estimates: Vec::new(),
         }
     }
 
@@ -486,6 +495,7 @@ impl World {
                     }
                 }
                 Output::Event(Event::KeyframeRequest(_)) => c.keyframe_requests += 1,
+                Output::Event(Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc(b))) => c.estimates.push(b),
                 Output::Event(Event::MediaIngressStats(s)) => {
                     c.ingress.insert(s.mid, s);
                 }
