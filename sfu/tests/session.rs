@@ -17,6 +17,7 @@ fn who<'a>(room: &'a str, identity: &'a str, publish: bool, subscribe: bool) -> 
         identity,
         publish,
         subscribe,
+        server_offers: true,
     }
 }
 

@@ -57,6 +57,7 @@ pub struct RoomClient {
     start: Instant,
     next_frame: Instant,
     next_timeout: Instant,
+    sends: bool,
 }
 
 /// Opens `/rtc` with `token`; the error is the HTTP status and body of a refusal.
@@ -135,7 +136,53 @@ impl RoomClient {
             start: now,
             next_frame: now,
             next_timeout: now,
+            sends: true,
         }
+    }
+
+    /// Publishes one audio track through WHIP (`path` `/whip`) or plays the room's audio through WHEP (`/whep`),
+    /// over UDP. Returns the client and the HTTP answer (the session's URL is its `Location`).
+    pub fn via_http(http: SocketAddr, token: &str, path: &str) -> (RoomClient, super::http::FullResponse) {
+        let now = Instant::now();
+        let mut rtc = Rtc::builder().build(now);
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        udp.set_nonblocking(true).expect("nonblocking");
+        let local = udp.local_addr().expect("addr");
+        rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+        let sends = path == "/whip";
+        let dir = if sends {
+            Direction::SendOnly
+        } else {
+            Direction::RecvOnly
+        };
+        let mut api = rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, dir, None, None, None);
+        let (offer, pending) = api.apply().expect("an offer");
+        let auth = format!("Bearer {token}");
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/sdp")];
+        let r = super::http::request(http, "POST", path, &headers, &offer.to_sdp_string()).expect("an HTTP answer");
+        assert_eq!(r.status, 201, "POST {path}: {r:?}");
+        let answer = SdpAnswer::from_sdp_string(&r.body).expect("an SDP answer");
+        rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
+        let client = RoomClient {
+            identity: path.into(),
+            id: String::new(),
+            session: String::new(),
+            messages: Vec::new(),
+            received: HashMap::new(),
+            ws: None,
+            rtc,
+            net: Net::Udp(udp),
+            local,
+            audio,
+            pending: None,
+            connected: false,
+            start: now,
+            next_frame: now,
+            next_timeout: now,
+            sends,
+        };
+        (client, r)
     }
 
     /// Mids that delivered at least `min` frames.
@@ -196,7 +243,7 @@ impl RoomClient {
         if now >= self.next_timeout {
             self.rtc.handle_input(Input::Timeout(now)).expect("timeout");
         }
-        if self.connected && now >= self.next_frame {
+        if self.connected && self.sends && now >= self.next_frame {
             self.next_frame += Duration::from_millis(20);
             self.speak(now);
         }

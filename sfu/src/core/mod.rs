@@ -123,6 +123,9 @@ struct Peer {
     identity: String,
     publish: bool,
     subscribe: bool,
+    server_offers: bool,
+    /// Receive m-lines the participant offered that carry nothing yet (without server offers).
+    free_slots: Vec<(Mid, MediaKind)>,
     rtc: Rtc,
     ufrag: String,
     published: Vec<Published>,
@@ -274,6 +277,8 @@ impl Sfu {
             identity: req.identity.to_string(),
             publish: req.publish,
             subscribe: req.subscribe,
+            server_offers: req.server_offers,
+            free_slots: Vec::new(),
             rtc,
             ufrag,
             published: Vec::new(),
@@ -569,6 +574,12 @@ impl Sfu {
         match event {
             Event::MediaAdded(m) if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) => {
                 self.published(id, m.mid, m.kind);
+            }
+            Event::MediaAdded(m) if m.direction == Direction::SendOnly => {
+                if let Some(peer) = self.peers.get_mut(&id).filter(|p| !p.server_offers) {
+                    peer.free_slots.push((m.mid, m.kind));
+                    self.to_negotiate.push(id);
+                }
             }
             Event::MediaChanged(m) if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) => {
                 self.unpublished(id, m.mid);

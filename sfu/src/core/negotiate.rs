@@ -101,6 +101,10 @@ impl Sfu {
     /// Offers a participant the tracks waiting for it.
     pub(super) fn renegotiate(&mut self, id: PeerId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
+        if !peer.server_offers {
+            self.fill_slots(id);
+            return;
+        }
         let waiting = |s: &Subscription| matches!(s.state, SubState::ToOpen | SubState::ToStop(_));
         if peer.pending.is_some() || !peer.subscriptions.iter().any(waiting) {
             return;
@@ -126,6 +130,34 @@ impl Sfu {
             self.signals.push_back((id, Signal::Offer(offer)));
         }
         self.drain(id, now);
+    }
+}
+
+impl Sfu {
+    /// Without server offers: stopped subscriptions give their m-line back, and waiting ones take free m-lines
+    /// of their kind. Nothing is negotiated; the m-lines were agreed in the participant's own offer.
+    fn fill_slots(&mut self, id: PeerId) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        for s in &peer.subscriptions {
+            if let SubState::ToStop(mid) | SubState::Stopping(mid) = s.state {
+                peer.free_slots.push((mid, s.kind));
+            }
+        }
+        peer.subscriptions
+            .retain(|s| !matches!(s.state, SubState::ToStop(_) | SubState::Stopping(_)));
+        for s in peer.subscriptions.iter_mut().filter(|s| s.state == SubState::ToOpen) {
+            let Some(at) = peer.free_slots.iter().position(|(_, k)| *k == s.kind) else {
+                continue;
+            };
+            let (mid, _) = peer.free_slots.remove(at);
+            s.state = SubState::Open(mid);
+            self.fanout.entry((s.source, s.source_mid)).or_default().push(Target {
+                subscriber: id,
+                mid,
+                kind: s.kind,
+                pt_cache: None,
+            });
+        }
     }
 }
 

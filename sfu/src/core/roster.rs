@@ -18,6 +18,10 @@ pub struct JoinRequest<'a> {
     pub publish: bool,
     /// It receives the others' tracks.
     pub subscribe: bool,
+    /// The SFU may send it offers (the `/rtc` protocol). Without, as for WHIP and WHEP, which have no channel
+    /// for server offers, it receives tracks only on the receive m-lines its own offer brought, in order of
+    /// publication and matched by kind, and a track that finds no free m-line waits for one.
+    pub server_offers: bool,
 }
 
 /// A participant as the others see it.

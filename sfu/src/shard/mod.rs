@@ -56,6 +56,8 @@ pub struct Join {
     pub publish: bool,
     /// Subscribe grant.
     pub subscribe: bool,
+    /// The server may renegotiate (`/rtc`); not for WHIP and WHEP.
+    pub server_offers: bool,
     /// The client's offer.
     pub offer: SdpOffer,
 }
@@ -283,6 +285,7 @@ impl Shard {
                     identity: &join.identity,
                     publish: join.publish,
                     subscribe: join.subscribe,
+                    server_offers: join.server_offers,
                 };
                 let joined = self.sfu.join(req, join.offer, now);
                 if let Ok(j) = &joined {

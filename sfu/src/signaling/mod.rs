@@ -3,6 +3,7 @@
 
 mod messages;
 mod session;
+mod whip;
 
 use crate::node::Node;
 use crate::PeerId;
@@ -64,6 +65,21 @@ impl TurnServers {
         })
     }
 
+    /// `Link` header values for WHIP and WHEP (RFC 9725 section 4.6), one per URL.
+    fn links(&self, identity: &str) -> Vec<String> {
+        let now = hualu_common::clock::unix_now();
+        let c = hualu_common::rest::mint(&self.secret, identity, now, self.ttl_secs);
+        self.urls
+            .iter()
+            .map(|u| {
+                format!(
+                    "<{u}>; rel=\"ice-server\"; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+                    c.username, c.password
+                )
+            })
+            .collect()
+    }
+
     fn ice_servers(&self, identity: &str) -> Value {
         let now = hualu_common::clock::unix_now();
         let c = hualu_common::rest::mint(&self.secret, identity, now, self.ttl_secs);
@@ -89,6 +105,8 @@ pub struct RtcState {
     turn: Option<TurnServers>,
     grace: Duration,
     sessions: Mutex<HashMap<String, SessionEntry>>,
+    /// WHIP and WHEP sessions, with the client's ICE ufrag (to tell a trickle from an ICE restart).
+    whip: Mutex<HashMap<String, (SessionEntry, String)>>,
 }
 
 impl RtcState {
@@ -100,6 +118,7 @@ impl RtcState {
             turn: TurnServers::from_config(config),
             grace: Duration::from_secs(config.sfu.resume_grace_secs),
             sessions: Mutex::new(HashMap::new()),
+            whip: Mutex::new(HashMap::new()),
         })
     }
 
@@ -107,11 +126,18 @@ impl RtcState {
         // A panic while holding this lock leaves the map usable: entries are replaced whole.
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn whip(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionEntry, String)>> {
+        self.whip.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-/// The `/rtc` route.
+/// The `/rtc`, WHIP and WHEP routes.
 pub fn router(state: Arc<RtcState>) -> Router {
-    Router::new().route("/rtc", get(upgrade)).with_state(state)
+    Router::new()
+        .route("/rtc", get(upgrade))
+        .merge(whip::routes())
+        .with_state(state)
 }
 
 #[derive(Deserialize)]

@@ -77,6 +77,7 @@ async fn join(
         identity: claims.sub.clone(),
         publish: claims.grants.publish,
         subscribe: claims.grants.subscribe,
+        server_offers: true,
         offer,
     };
     let (reply, answer) = oneshot::channel();

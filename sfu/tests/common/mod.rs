@@ -108,6 +108,7 @@ pub fn req(room: &str) -> JoinRequest<'_> {
         identity: "someone",
         publish: true,
         subscribe: true,
+        server_offers: true,
     }
 }
 
