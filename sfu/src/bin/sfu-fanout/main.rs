@@ -99,7 +99,6 @@ fn run(args: &Args, n: usize) -> Figures {
     assert!(ready, "not every participant connected within 60 s");
     // Warm-up: media flows to everyone before the window opens.
     pump(&mut poll, &mut peers, Duration::from_secs(2), true);
-    let rss_full = server.rss_kib();
     for p in &mut peers {
         p.count(true);
     }
@@ -111,6 +110,9 @@ fn run(args: &Args, n: usize) -> Figures {
     let t0 = Instant::now();
     pump(&mut poll, &mut peers, Duration::from_secs(args.seconds), true);
     let (user1, sys1) = server.cpu_split();
+    // After the window, not before: str0m's per-participant history (TWCC send records, up to 1,000) fills
+    // during the first 20 s of media, so this is the steady state.
+    let rss_full = server.rss_kib();
     let (user, system) = (user1 - user0, sys1 - sys0);
     let cpu = user + system;
     let elapsed = t0.elapsed().as_secs_f64();
@@ -303,6 +305,14 @@ impl Server {
             }
             sleep(Duration::from_millis(100));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    /// A run that panics (a join refused, a timeout) must not leave the SFU running.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
