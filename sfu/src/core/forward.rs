@@ -83,6 +83,7 @@ impl Sfu {
         };
         if let Some(last) = self.last_keyframe_request.get(&source) {
             if now.saturating_duration_since(*last) < KEYFRAME_REQUEST_INTERVAL {
+                self.quality.feedback.keyframes_throttled += 1;
                 return;
             }
         }
@@ -97,6 +98,7 @@ impl Sfu {
         }));
         match asked {
             Ok(true) => {
+                self.quality.feedback.keyframes_relayed += 1;
                 self.last_keyframe_request.insert(source, now);
                 self.drain(source.0, now);
             }

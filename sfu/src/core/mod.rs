@@ -2,6 +2,7 @@
 
 mod forward;
 mod negotiate;
+pub(crate) mod quality;
 pub(crate) mod roster;
 mod speakers;
 
@@ -198,6 +199,8 @@ pub struct Sfu {
     rtc_timeouts: u64,
     /// Who speaks, by room.
     speakers: speakers::Speakers,
+    /// Receiver reports and feedback counts.
+    quality: quality::Quality,
 }
 
 impl Sfu {
@@ -224,6 +227,7 @@ impl Sfu {
             panics: 0,
             rtc_timeouts: 0,
             speakers: speakers::Speakers::default(),
+            quality: quality::Quality::default(),
         }
     }
 
@@ -250,6 +254,7 @@ impl Sfu {
             .enable_vp8(true)
             .enable_h264(true)
             .set_rtp_mode(true)
+            .set_stats_interval(Some(quality::STATS_INTERVAL))
             .build(now);
         rtc.add_local_candidate(Candidate::host(self.udp, "udp").map_err(|_| JoinError::Candidate(self.udp))?);
         if let Some(tcp) = self.tcp {
@@ -600,6 +605,7 @@ impl Sfu {
                 }
             }
             Event::KeyframeRequest(k) => self.keyframe_requests.push((id, k.mid, k.kind)),
+            Event::MediaEgressStats(s) => self.on_egress_stats(id, &s),
             Event::IceConnectionStateChange(s) => tracing::debug!(peer = id, state = ?s, "ice"),
             _ => {}
         }
@@ -705,6 +711,7 @@ impl Sfu {
         self.by_remote.retain(|_, p| *p != id);
         self.by_ufrag.remove(&peer.ufrag);
         self.speakers.forget(id);
+        self.quality.forget(id);
         self.last_keyframe_request.retain(|(p, _), _| *p != id);
         self.tell_room(&peer.room, id, |_| Signal::ParticipantLeft(id));
         if let Some(members) = self.rooms.get_mut(&peer.room) {

@@ -367,6 +367,29 @@ impl Shard {
         }
     }
 
+    /// Subscribers' receiver reports as summaries, and feedback totals as counters.
+    fn publish_quality(&mut self, label: &[(&'static str, String); 1]) {
+        for s in self.sfu.take_quality_samples() {
+            if let Some(loss) = s.loss {
+                metrics::histogram!("hualu_sfu_subscriber_loss_ratio", label).record(f64::from(loss));
+            }
+            if let Some(rtt) = s.rtt {
+                metrics::histogram!("hualu_sfu_subscriber_rtt_seconds", label).record(rtt.as_secs_f64());
+            }
+            if let Some(jitter) = s.jitter {
+                metrics::histogram!("hualu_sfu_subscriber_jitter_seconds", label).record(jitter.as_secs_f64());
+            }
+        }
+        let f = self.sfu.feedback();
+        metrics::counter!("hualu_sfu_nacks_received_total", label).absolute(f.nacks);
+        for (kind, n) in [("pli", f.plis), ("fir", f.firs)] {
+            let labels = [label[0].clone(), ("kind", kind.to_string())];
+            metrics::counter!("hualu_sfu_keyframe_requests_received_total", &labels).absolute(n);
+        }
+        metrics::counter!("hualu_sfu_keyframe_requests_relayed_total", label).absolute(f.keyframes_relayed);
+        metrics::counter!("hualu_sfu_keyframe_requests_throttled_total", label).absolute(f.keyframes_throttled);
+    }
+
     fn flush_udp(&mut self) {
         if !self.out.is_empty() {
             let flushed = self.out.flush(self.udp.as_raw_fd());
@@ -390,6 +413,7 @@ impl Shard {
         metrics::counter!("hualu_sfu_loop_wakeups_total", &label).increment(s.wakeups);
         metrics::counter!("hualu_sfu_send_drops_total", &label).increment(s.send_drops);
         metrics::counter!("hualu_sfu_rtc_timeouts_total", &label).absolute(self.sfu.rtc_timeouts());
+        self.publish_quality(&label);
         let panics = self.sfu.panics();
         metrics::counter!("hualu_sfu_peer_panics_total", &label).absolute(panics);
     }
