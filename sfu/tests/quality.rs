@@ -16,7 +16,10 @@ fn subscribers_receiver_reports_become_quality_samples() {
     // Datagrams cross this world instantly and in order: no delay, no jitter, nothing lost. A round-trip time
     // needs a receiver report that answers a sender report, which RTCP's randomised intervals may not have
     // paired yet, so it may be absent.
-    assert!(samples.iter().all(|s| s.rtt.is_none_or(|r| r == Duration::ZERO)), "{samples:?}");
+    assert!(
+        samples.iter().all(|s| s.rtt.is_none_or(|r| r == Duration::ZERO)),
+        "{samples:?}"
+    );
     assert!(samples.iter().all(|s| s.jitter == Some(Duration::ZERO)), "{samples:?}");
     assert!(samples.iter().all(|s| s.loss.is_none_or(|l| l == 0.0)), "{samples:?}");
     assert!(w.sfu.take_quality_samples().is_empty(), "taken once");
