@@ -113,6 +113,7 @@ class RoomClient {
     this.held = [];
     this.published = new Set(); // track ids from track_published
     this.counts = {}; // server message type -> count
+    this.speakersSeen = new Set(); // participant ids named in speakers messages
     this.errors = []; // error messages and exceptions
     this.left = null; // the reason of the server's left
     this.closeCode = null;
@@ -241,6 +242,9 @@ class RoomClient {
         this.published.add(m.track.id);
         this.log(m.type + ' ' + m.participant + ' ' + JSON.stringify(m.track));
         break;
+      case 'speakers':
+        for (const s of m.speakers) this.speakersSeen.add(s.participant);
+        break;
       case 'track_unpublished':
       case 'muted':
         this.log(m.type + ' ' + m.participant + ' ' + JSON.stringify(m.track));
@@ -326,7 +330,7 @@ class RoomClient {
       departed: this.departed, tracks, pair: selectedPair(report), connectionState: pc.connectionState,
       iceConnectionState: pc.iceConnectionState, signalingState: pc.signalingState, serverOffers: this.serverOffers,
       transceivers: pc.getTransceivers().length, held: this.held.length, published: [...this.published],
-      counts: this.counts, errors: this.errors, left: this.left, closeCode: this.closeCode, candidates: this.candidates,
+      counts: this.counts, speakersSeen: [...this.speakersSeen], errors: this.errors, left: this.left, closeCode: this.closeCode, candidates: this.candidates,
       trickled: this.trickled, events: this.events.slice(-25) };
   }
 
@@ -504,6 +508,10 @@ async function roomScenario(pages, { name, room, relay, concurrent, reoffer, hol
     check(`${name} ${p.name} no signaling error`, s.errors.length === 0,
       `${s.errors.join(' | ') || 'none'}; server offers answered=${s.serverOffers.answered} ignored=${s.serverOffers.ignored}, ` +
       `messages ${JSON.stringify(s.counts)}`);
+    // Chromium's fake microphone beeps, and Chromium writes RFC 6464 audio levels: the others show up as speakers.
+    const talkers = s.speakersSeen.filter((id) => id !== s.me);
+    check(`${name} ${p.name} active speakers name the others`, talkers.length >= 1,
+      `speakers seen: ${JSON.stringify(s.speakersSeen)} (me ${s.me}), ${s.counts.speakers || 0} speakers messages`);
   });
   return { peers, ok: true, status: st };
 }
