@@ -73,6 +73,14 @@ pub fn open(http: SocketAddr, token: &str) -> Result<Ws, (u16, String)> {
     }
 }
 
+/// A non-blocking UDP socket on a free loopback port, and its address.
+fn local_udp() -> (UdpSocket, SocketAddr) {
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    udp.set_nonblocking(true).expect("nonblocking");
+    let local = udp.local_addr().expect("addr");
+    (udp, local)
+}
+
 fn set_nonblocking(ws: &mut Ws) {
     if let MaybeTlsStream::Plain(s) = ws.get_mut() {
         s.set_nonblocking(true).expect("nonblocking");
@@ -85,9 +93,7 @@ impl RoomClient {
         let mut ws = open(http, token).unwrap_or_else(|e| panic!("{identity}: /rtc refused: {e:?}"));
         let now = Instant::now();
         let mut rtc = Rtc::builder().build(now);
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        udp.set_nonblocking(true).expect("nonblocking");
-        let local = udp.local_addr().expect("addr");
+        let (udp, local) = local_udp();
         if transport == Transport::Udp {
             rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
         }
@@ -120,13 +126,23 @@ impl RoomClient {
             }
         };
         set_nonblocking(&mut ws);
+        let mut client = RoomClient::new(identity, rtc, net, local, audio, true, now);
+        client.id = joined["participant"]["id"].as_str().expect("id").into();
+        client.session = joined["session"].as_str().expect("session").into();
+        client.messages.push(joined);
+        client.ws = Some(ws);
+        client
+    }
+
+    /// A client not yet signed in anywhere.
+    fn new(identity: &str, rtc: Rtc, net: Net, local: SocketAddr, audio: Mid, sends: bool, now: Instant) -> Self {
         RoomClient {
             identity: identity.into(),
-            id: joined["participant"]["id"].as_str().expect("id").into(),
-            session: joined["session"].as_str().expect("session").into(),
-            messages: vec![joined],
+            id: String::new(),
+            session: String::new(),
+            messages: Vec::new(),
             received: HashMap::new(),
-            ws: Some(ws),
+            ws: None,
             rtc,
             net,
             local,
@@ -136,7 +152,7 @@ impl RoomClient {
             start: now,
             next_frame: now,
             next_timeout: now,
-            sends: true,
+            sends,
         }
     }
 
@@ -145,9 +161,7 @@ impl RoomClient {
     pub fn via_http(http: SocketAddr, token: &str, path: &str) -> (RoomClient, super::http::FullResponse) {
         let now = Instant::now();
         let mut rtc = Rtc::builder().build(now);
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        udp.set_nonblocking(true).expect("nonblocking");
-        let local = udp.local_addr().expect("addr");
+        let (udp, local) = local_udp();
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
         let sends = path == "/whip";
         let dir = if sends {
@@ -164,25 +178,7 @@ impl RoomClient {
         assert_eq!(r.status, 201, "POST {path}: {r:?}");
         let answer = SdpAnswer::from_sdp_string(&r.body).expect("an SDP answer");
         rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
-        let client = RoomClient {
-            identity: path.into(),
-            id: String::new(),
-            session: String::new(),
-            messages: Vec::new(),
-            received: HashMap::new(),
-            ws: None,
-            rtc,
-            net: Net::Udp(udp),
-            local,
-            audio,
-            pending: None,
-            connected: false,
-            start: now,
-            next_frame: now,
-            next_timeout: now,
-            sends,
-        };
-        (client, r)
+        (RoomClient::new(path, rtc, Net::Udp(udp), local, audio, sends, now), r)
     }
 
     /// Mids that delivered at least `min` frames.
@@ -205,9 +201,8 @@ impl RoomClient {
     /// Drops the signaling socket and the media socket, as a phone does when it changes networks.
     pub fn lose_network(&mut self) {
         self.ws = None;
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        udp.set_nonblocking(true).expect("nonblocking");
-        self.local = udp.local_addr().expect("addr");
+        let (udp, local) = local_udp();
+        self.local = local;
         self.net = Net::Udp(udp);
     }
 

@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hualu_common::config::Config;
-use hualu_common::token::Verifier;
+use hualu_common::token::{Claims, Verifier};
+use rand::distr::{Alphanumeric, SampleString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -98,6 +99,24 @@ struct SessionEntry {
     generation: u64,
 }
 
+/// A participant let into its room, whatever the door (`/rtc`, WHIP, WHEP).
+struct Admitted {
+    /// What the shard said: the id, the answer, the roster.
+    joined: crate::Joined,
+    /// The new session's key.
+    key: String,
+    /// The session, for the door's own table.
+    entry: SessionEntry,
+}
+
+/// Why a participant was not let in.
+enum Refused {
+    /// The room or the node is full, or the offer was refused.
+    Join(crate::JoinError),
+    /// The room's shard is not running.
+    Stopped,
+}
+
 /// What the `/rtc` handlers share.
 pub struct RtcState {
     node: Arc<Node>,
@@ -120,6 +139,44 @@ impl RtcState {
             sessions: Mutex::new(HashMap::new()),
             whip: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Joins the room `claims` grant on its shard, with `offer`; the participant's messages go to `events`.
+    async fn admit(
+        &self,
+        claims: &Claims,
+        grants: (bool, bool),
+        server_offers: bool,
+        offer: str0m::change::SdpOffer,
+        events: crate::shard::EventTx,
+    ) -> Result<Admitted, Refused> {
+        let room = claims.grants.room.clone().unwrap_or_default();
+        let shard = self.node.shard_of(&room);
+        let join = crate::shard::Join {
+            room: room.clone(),
+            identity: claims.sub.clone(),
+            publish: grants.0,
+            subscribe: grants.1,
+            server_offers,
+            offer,
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !self
+            .node
+            .send(shard, crate::shard::Command::Join(Box::new(join), events, reply))
+        {
+            return Err(Refused::Stopped);
+        }
+        let joined = answer.await.map_err(|_| Refused::Stopped)?.map_err(Refused::Join)?;
+        let entry = SessionEntry {
+            shard,
+            peer: joined.id,
+            identity: claims.sub.clone(),
+            room,
+            generation: 0,
+        };
+        let key = Alphanumeric.sample_string(&mut rand::rng(), 22);
+        Ok(Admitted { joined, key, entry })
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionEntry>> {

@@ -2,12 +2,11 @@
 //! client leaves, the shard ends the session, or the socket drops (then the session waits for a resume).
 
 use super::messages::{self, ClientMsg};
-use super::{RtcState, SessionEntry};
-use crate::shard::{Command, Event, Join};
+use super::{Admitted, Refused, RtcState};
+use crate::shard::{Command, Event};
 use crate::PeerId;
 use axum::extract::ws::{Message, WebSocket};
 use hualu_common::token::Claims;
-use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -69,35 +68,19 @@ async fn join(
     id: Option<Value>,
     sdp: &str,
 ) -> Result<(Bound, Value), Value> {
-    let room = claims.grants.room.clone().unwrap_or_default();
     let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| bad_sdp(id.as_ref(), &e.to_string()))?;
-    let shard = st.node.shard_of(&room);
-    let join = Join {
-        room: room.clone(),
-        identity: claims.sub.clone(),
-        publish: claims.grants.publish,
-        subscribe: claims.grants.subscribe,
-        server_offers: true,
-        offer,
-    };
-    let (reply, answer) = oneshot::channel();
-    let joined = ask(st, shard, Command::Join(Box::new(join), tx, reply), answer, id.as_ref()).await?;
-    let joined = joined.map_err(|e| {
-        let code = match e {
-            crate::JoinError::RoomFull { .. } => "room_full",
-            crate::JoinError::TooManyRooms(_) => "node_full",
-            _ => "bad_sdp",
+    let grants = (claims.grants.publish, claims.grants.subscribe);
+    let admitted = st.admit(claims, grants, true, offer, tx).await.map_err(|r| {
+        let (code, message) = match r {
+            Refused::Join(e @ crate::JoinError::RoomFull { .. }) => ("room_full", e.to_string()),
+            Refused::Join(e @ crate::JoinError::TooManyRooms(_)) => ("node_full", e.to_string()),
+            Refused::Join(e) => ("bad_sdp", e.to_string()),
+            Refused::Stopped => ("internal", "the SFU shard is not running".to_string()),
         };
-        messages::error(id.as_ref(), code, &e.to_string())
+        messages::error(id.as_ref(), code, &message)
     })?;
-    let key = Alphanumeric.sample_string(&mut rand::rng(), 22);
-    let entry = SessionEntry {
-        shard,
-        peer: joined.id,
-        identity: claims.sub.clone(),
-        room,
-        generation: 0,
-    };
+    let Admitted { joined, key, entry } = admitted;
+    let shard = entry.shard;
     st.sessions().insert(key.clone(), entry);
     let msg = json!({
         "type": "joined",

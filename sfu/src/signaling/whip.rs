@@ -12,8 +12,9 @@
 //! the receive-only m-lines of its offer, matched by kind in order of publication; the SFU never sends it an
 //! offer, since neither protocol has a way to.
 
-use super::{RtcState, SessionEntry};
-use crate::shard::{Command, Event, Join};
+use super::{Admitted, Refused, RtcState};
+use crate::shard::{Command, Event};
+use crate::JoinError;
 use crate::PeerId;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -22,10 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
 use axum::Router;
 use hualu_common::token::Claims;
-use rand::distr::{Alphanumeric, SampleString};
 use std::sync::Arc;
 use str0m::change::SdpOffer;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Largest offer or PATCH body taken.
 const MAX_BODY: usize = 64 * 1024;
@@ -110,41 +110,15 @@ async fn start(State(st): State<Arc<RtcState>>, headers: HeaderMap, body: Bytes,
         Some(o) => o,
         None => return plain(StatusCode::BAD_REQUEST, "the body is not an SDP offer"),
     };
-    let room = claims.grants.room.clone().unwrap_or_default();
-    let shard = st.node.shard_of(&room);
-    let join = Join {
-        room: room.clone(),
-        identity: claims.sub.clone(),
-        publish: door == Door::Whip,
-        subscribe: door == Door::Whep,
-        server_offers: false,
-        offer,
-    };
     let (events, rx) = mpsc::unbounded_channel();
-    let (reply, answer) = oneshot::channel();
-    if !st.node.send(shard, Command::Join(Box::new(join), events, reply)) {
-        return plain(StatusCode::SERVICE_UNAVAILABLE, "the SFU shard is not running");
-    }
-    let joined = match answer.await {
-        Ok(Ok(j)) => j,
-        Ok(Err(e)) => {
-            let status = match e {
-                crate::JoinError::RoomFull { .. } | crate::JoinError::TooManyRooms(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return plain(status, &e.to_string());
+    let grants = (door == Door::Whip, door == Door::Whep);
+    let Admitted { joined, key, entry } = match st.admit(&claims, grants, false, offer, events).await {
+        Ok(a) => a,
+        Err(Refused::Join(e @ (JoinError::RoomFull { .. } | JoinError::TooManyRooms(_)))) => {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
-        Err(_) => return plain(StatusCode::SERVICE_UNAVAILABLE, "the SFU shard is not running"),
-    };
-    let key = Alphanumeric.sample_string(&mut rand::rng(), 22);
-    let entry = SessionEntry {
-        shard,
-        peer: joined.id,
-        identity: claims.sub.clone(),
-        room,
-        generation: 0,
+        Err(Refused::Join(e)) => return plain(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(Refused::Stopped) => return plain(StatusCode::SERVICE_UNAVAILABLE, "the SFU shard is not running"),
     };
     let ufrag = ice_ufrag(std::str::from_utf8(&body).unwrap_or_default()).unwrap_or_default();
     st.whip().insert(key.clone(), (entry, ufrag));
