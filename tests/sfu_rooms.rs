@@ -78,6 +78,61 @@ fn three_participants_over_udp_hear_each_other_and_see_the_roster() {
 }
 
 #[test]
+fn a_subscriber_turns_a_track_off_and_on_and_unknown_tracks_are_refused() {
+    let server = SfuServer::start();
+    let http = server.http_addr();
+    let mut a = RoomClient::join(http, &server.token("alice", "prefs"), "alice", Transport::Udp);
+    let mut b = RoomClient::join(http, &server.token("bob", "prefs"), "bob", Transport::Udp);
+    let heard = run_until(&mut [&mut a, &mut b], Duration::from_secs(15), |cs| {
+        cs[0].mids_with(FRAMES) >= 1
+    });
+    assert!(heard, "alice hears bob: {:?}\n{}", a.received, server.log_tail(40));
+    let published = a.of_type("track_published");
+    let track = published
+        .iter()
+        .find(|m| m["participant"] == b.id.as_str())
+        .map(|m| m["track"]["id"].as_str().expect("track id").to_string())
+        .expect("bob's track announced");
+    let frames = |c: &RoomClient| c.received.values().sum::<usize>();
+
+    a.send(&serde_json::json!({"type": "subscribe", "id": 7, "track": track, "enabled": false}));
+    let answered = |cs: &[&mut RoomClient]| cs[0].of_type("subscribed").len() == 1;
+    assert!(
+        run_until(&mut [&mut a, &mut b], Duration::from_secs(5), answered),
+        "{:?}",
+        a.messages
+    );
+    assert_eq!(a.of_type("subscribed")[0]["id"], 7);
+    room_client::run_for(&mut [&mut a, &mut b], Duration::from_millis(300));
+    let paused = frames(&a);
+    room_client::run_for(&mut [&mut a, &mut b], Duration::from_secs(1));
+    assert!(
+        frames(&a) <= paused + 2,
+        "nothing while off: {paused} then {}",
+        frames(&a)
+    );
+
+    a.send(&serde_json::json!({"type": "subscribe", "id": 8, "track": track, "quality": "low"}));
+    let back = run_until(&mut [&mut a, &mut b], Duration::from_secs(5), |cs| {
+        cs[0].received.values().sum::<usize>() >= paused + FRAMES
+    });
+    assert!(back, "bob is heard again");
+
+    a.send(&serde_json::json!({"type": "subscribe", "id": 9, "track": "nope-1"}));
+    a.send(&serde_json::json!({"type": "subscribe", "id": 10, "track": track, "quality": "ultra"}));
+    let refused = |cs: &[&mut RoomClient]| cs[0].of_type("error").len() == 2;
+    assert!(
+        run_until(&mut [&mut a, &mut b], Duration::from_secs(5), refused),
+        "{:?}",
+        a.messages
+    );
+    let errors = a.of_type("error");
+    assert_eq!(errors[0]["code"], "unknown_track", "{}", errors[0]);
+    assert_eq!(errors[0]["id"], 9);
+    assert_eq!(errors[1]["code"], "bad_request", "{}", errors[1]);
+}
+
+#[test]
 fn a_participant_over_ice_tcp_hears_and_is_heard() {
     let server = SfuServer::start();
     let http = server.http_addr();

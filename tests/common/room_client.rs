@@ -191,6 +191,13 @@ impl RoomClient {
         self.messages.iter().filter(|m| m["type"] == t).collect()
     }
 
+    /// Sends a message on the signaling socket.
+    pub fn send(&mut self, msg: &Value) {
+        if let Some(ws) = &mut self.ws {
+            send(ws, msg);
+        }
+    }
+
     /// Sends `leave`.
     pub fn leave(&mut self) {
         if let Some(ws) = &mut self.ws {

@@ -1,5 +1,6 @@
 //! Forwarding: a published packet out to each open subscription, and keyframe requests back to publishers.
 
+use super::layers::{Rewrite, VideoPacket};
 use super::{PeerId, Sfu, SubState, KEYFRAME_REQUEST_INTERVAL};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -8,13 +9,22 @@ use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::Input;
 
 impl Sfu {
-    /// Sends `packet` of `source`'s track `mid` to each subscriber with that track open.
-    pub(super) fn forward(&mut self, source: PeerId, mid: Mid, packet: &RtpPacket, now: Instant) {
+    /// Sends `packet`, which came on `layer` of `source`'s track `mid`, to each subscriber with that track
+    /// open: audio as it came, video renumbered for the subscriber's layer (see [`super::layers`]).
+    pub(super) fn forward(&mut self, source: PeerId, mid: Mid, layer: u8, packet: &RtpPacket, now: Instant) {
         let Some(src) = self.peers.get(&source) else { return };
         let pt_in = packet.header.payload_type;
         let Some(params) = src.rtc.codec_config().find(|c| c.pt() == pt_in).copied() else {
             return;
         };
+        let spec = params.spec();
+        let video = (spec.codec.is_video()).then(|| {
+            let clock = spec.clock_rate.get();
+            let (seq, time) = (packet.seq_no, packet.header.timestamp);
+            let mut v = VideoPacket::new(spec.codec, layer, seq, time, &packet.payload, clock, now);
+            v.marker = packet.header.marker;
+            v
+        });
         // Nothing here allocates: the track's subscriber list is lent out of the index and put back.
         let Some(slot) = self.fanout.get_mut(&(source, mid)) else {
             return;
@@ -22,6 +32,17 @@ impl Sfu {
         let mut targets = std::mem::take(slot);
         for target in &mut targets {
             let (sub_id, out_mid, kind) = (target.subscriber, target.mid, target.kind);
+            // Video pauses through its switcher, at a frame's end.
+            if target.paused && target.switch.is_none() {
+                continue;
+            }
+            let rewrite = match (&mut target.switch, &video) {
+                (Some(switch), Some(v)) => match switch.admit(v) {
+                    Some(r) => Some(r),
+                    None => continue,
+                },
+                _ => None,
+            };
             let Some(peer) = self.peers.get_mut(&sub_id) else {
                 continue;
             };
@@ -35,16 +56,8 @@ impl Sfu {
                     pt
                 }
             };
-            let write = RtpWrite::new(
-                pt,
-                packet.seq_no,
-                packet.header.timestamp,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(packet.header.ext_vals.clone())
-            .nackable(kind == MediaKind::Video);
+            let write = rtp_write(pt, packet, rewrite).nackable(kind == MediaKind::Video);
+            self.layer_switches += u64::from(rewrite.is_some_and(|r| r.switched));
             // The packet is queued; str0m's pacer releases it at the next timer call, made here at once.
             let written = catch_unwind(AssertUnwindSafe(|| {
                 let mut api = peer.rtc.direct_api();
@@ -64,8 +77,8 @@ impl Sfu {
         }
     }
 
-    /// A subscriber asked for a keyframe on its m-line `mid`: ask the track's publisher, unless it was asked
-    /// less than [`KEYFRAME_REQUEST_INTERVAL`] ago.
+    /// A subscriber asked for a keyframe on its m-line `mid`: ask the publisher, for the layer the subscriber
+    /// receives (or waits for).
     pub(super) fn relay_keyframe_request(
         &mut self,
         subscriber: PeerId,
@@ -81,29 +94,80 @@ impl Sfu {
         }) else {
             return;
         };
-        if let Some(last) = self.last_keyframe_request.get(&source) {
+        let switch = self
+            .fanout
+            .get(&source)
+            .and_then(|targets| targets.iter().find(|t| t.subscriber == subscriber && t.mid == mid))
+            .and_then(|t| t.switch);
+        let layer = match switch {
+            Some(s) => match s.wanted.or(s.current()) {
+                Some(layer) => layer,
+                None => return,
+            },
+            None => 0,
+        };
+        self.request_keyframe(source.0, source.1, layer, kind, now);
+    }
+
+    /// Asks publisher `source` for a keyframe on `layer` of its track `mid`, unless that layer was asked
+    /// less than [`KEYFRAME_REQUEST_INTERVAL`] ago: a subscriber that lost a keyframe asks again and again,
+    /// and every keyframe costs the publisher's uplink.
+    pub(super) fn request_keyframe(
+        &mut self,
+        source: PeerId,
+        mid: Mid,
+        layer: u8,
+        kind: KeyframeRequestKind,
+        now: Instant,
+    ) {
+        if let Some(last) = self.last_keyframe_request.get(&(source, mid, layer)) {
             if now.saturating_duration_since(*last) < KEYFRAME_REQUEST_INTERVAL {
                 self.quality.feedback.keyframes_throttled += 1;
                 return;
             }
         }
-        let Some(publisher) = self.peers.get_mut(&source.0) else {
+        let Some(publisher) = self.peers.get_mut(&source) else {
+            return;
+        };
+        let Some((rid, ssrc)) = publisher
+            .published
+            .iter()
+            .find(|p| p.mid == mid)
+            .map(|p| p.layers.stream(layer))
+        else {
             return;
         };
         let asked = catch_unwind(AssertUnwindSafe(|| {
             let mut api = publisher.rtc.direct_api();
-            api.stream_rx_by_mid(source.1, None)
-                .map(|rx| rx.request_keyframe(kind))
-                .is_some()
+            let rx = match ssrc {
+                Some(ssrc) => api.stream_rx(&ssrc),
+                None => api.stream_rx_by_mid(mid, rid),
+            };
+            rx.map(|rx| rx.request_keyframe(kind)).is_some()
         }));
         match asked {
             Ok(true) => {
                 self.quality.feedback.keyframes_relayed += 1;
-                self.last_keyframe_request.insert(source, now);
-                self.drain(source.0, now);
+                self.last_keyframe_request.insert((source, mid, layer), now);
+                self.drain(source, now);
             }
             Ok(false) => {}
-            Err(_) => self.panicked(source.0),
+            Err(_) => self.panicked(source),
         }
+    }
+}
+
+/// The packet as written to one subscriber: as it came, or renumbered.
+fn rtp_write(pt: str0m::media::Pt, packet: &RtpPacket, rewrite: Option<Rewrite>) -> RtpWrite {
+    let (seq, time) = match rewrite {
+        Some(r) => (r.seq, r.time),
+        None => (packet.seq_no, packet.header.timestamp),
+    };
+    let write = RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
+        .marker(packet.header.marker)
+        .ext_vals(packet.header.ext_vals.clone());
+    match rewrite.and_then(|r| r.vp8) {
+        Some(patch) => write.vp8_patch(patch),
+        None => write,
     }
 }

@@ -1,19 +1,24 @@
 //! The core: participants, their published tracks, their subscriptions, and the forwarding between them.
 
 mod forward;
+mod layers;
 mod negotiate;
 pub(crate) mod quality;
 pub(crate) mod roster;
 mod speakers;
+mod video;
 
 use ahash::HashMap;
+use layers::{Layers, Switcher};
+pub use layers::{Preference, Quality};
 use roster::{JoinRequest, Joined, Participant, PeerId, Signal, Track};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Simulcast};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::RtpPacket;
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
@@ -27,8 +32,14 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 /// runs each subscriber's timers itself right after writing a packet, so the packet never waits for this; the
 /// delay only saves a second timer call per forwarded packet, which was half the SFU's CPU.
 const PAST_DUE_DELAY: Duration = Duration::from_millis(50);
-/// The same while ICE and DTLS are being set up, when promptness matters more than cost.
-const PAST_DUE_DELAY_CONNECTING: Duration = Duration::from_millis(2);
+/// The same while ICE and DTLS are being set up, when promptness matters more than cost, and for
+/// subscribers of video: str0m paces video out at the downlink estimate, and a packet its pacer holds back
+/// must not wait long, or the subscriber's estimator reads the wait as congestion.
+const PAST_DUE_DELAY_SHORT: Duration = Duration::from_millis(1);
+
+/// Each subscriber's downlink estimate (str0m's GCC, from its TWCC feedback) starts here, and probing moves
+/// it toward what its subscriptions could use.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
 
 /// Limits of one core.
 #[derive(Debug, Clone)]
@@ -83,6 +94,10 @@ struct Subscription {
     source_mid: Mid,
     kind: MediaKind,
     state: SubState,
+    /// What the subscriber asked for of this track.
+    pref: Preference,
+    /// The video layer last chosen for it.
+    choice: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,14 +123,33 @@ struct Target {
     /// The last payload type mapped for this subscriber: (publisher's, subscriber's). Matching codec
     /// parameters costs more than the rest of the forwarding, and a track's payload type rarely changes.
     pt_cache: Option<(Pt, Pt)>,
+    /// For video: the layer the subscriber gets, and its renumbering.
+    switch: Option<Switcher>,
+    /// The subscriber turned the track off (audio; video pauses through its switcher).
+    paused: bool,
+}
+
+impl Target {
+    fn new(subscriber: PeerId, mid: Mid, s: &Subscription) -> Self {
+        Self {
+            subscriber,
+            mid,
+            kind: s.kind,
+            pt_cache: None,
+            switch: (s.kind == MediaKind::Video).then(|| Switcher::new(s.choice)),
+            paused: !s.pref.enabled,
+        }
+    }
 }
 
 /// A track a participant publishes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Published {
     mid: Mid,
     kind: MediaKind,
     muted: bool,
+    /// For video, its layers.
+    layers: Layers,
 }
 
 /// One participant.
@@ -135,9 +169,17 @@ struct Peer {
     next_timeout: Instant,
     /// The last drain ended with a timer that was already due (see [`PAST_DUE_DELAY`]).
     past_due: bool,
+    /// It receives video, which str0m paces (see [`PAST_DUE_DELAY_SHORT`]).
+    paced: bool,
     joined: Instant,
     connected: bool,
     last_input: Instant,
+    /// Its downlink estimate, bits per second.
+    estimate: u64,
+    /// When it next tries a better video layer.
+    climb: layers::Climb,
+    /// The estimate a running trial started from.
+    trial_budget: u64,
 }
 
 impl Peer {
@@ -179,16 +221,16 @@ pub struct Sfu {
     next_id: PeerId,
     transmits: VecDeque<Transmit>,
     signals: VecDeque<(PeerId, Signal)>,
-    /// Packets received during a drain, forwarded once it ends: (publisher, its mid, packet).
-    to_forward: Vec<(PeerId, Mid, RtpPacket)>,
+    /// Packets received during a drain, forwarded once it ends: (publisher, its mid, layer, packet).
+    to_forward: Vec<(PeerId, Mid, u8, RtpPacket)>,
     /// The other buffer of `to_forward`, swapped in while a batch is forwarded.
-    forward_spare: Vec<(PeerId, Mid, RtpPacket)>,
+    forward_spare: Vec<(PeerId, Mid, u8, RtpPacket)>,
     /// Participants whose `Rtc` failed or panicked, removed after the current call.
     failed: Vec<PeerId>,
     /// Keyframe requests from subscribers during a drain: (subscriber, its mid, kind).
     keyframe_requests: Vec<(PeerId, Mid, KeyframeRequestKind)>,
-    /// When a keyframe was last requested of each published track.
-    last_keyframe_request: HashMap<(PeerId, Mid), Instant>,
+    /// When a keyframe was last requested of each layer of each published track.
+    last_keyframe_request: HashMap<(PeerId, Mid, u8), Instant>,
     /// Each published track's open subscriptions, by (publisher, its mid). A packet's fan-out is one lookup.
     fanout: HashMap<(PeerId, Mid), Vec<Target>>,
     /// Participants whose subscriptions changed since they were last offered, to renegotiate after this call.
@@ -201,6 +243,10 @@ pub struct Sfu {
     speakers: speakers::Speakers,
     /// Receiver reports and feedback counts.
     quality: quality::Quality,
+    /// When video layers are next measured and chosen; `None` while no video is published.
+    next_layer_tick: Option<Instant>,
+    /// Subscribers moved from one video layer to another since the start.
+    layer_switches: u64,
 }
 
 impl Sfu {
@@ -228,6 +274,8 @@ impl Sfu {
             rtc_timeouts: 0,
             speakers: speakers::Speakers::default(),
             quality: quality::Quality::default(),
+            next_layer_tick: None,
+            layer_switches: 0,
         }
     }
 
@@ -255,6 +303,7 @@ impl Sfu {
             .enable_h264(true)
             .set_rtp_mode(true)
             .set_stats_interval(Some(quality::STATS_INTERVAL))
+            .enable_bwe(Some(INITIAL_ESTIMATE))
             .build(now);
         rtc.add_local_candidate(Candidate::host(self.udp, "udp").map_err(|_| JoinError::Candidate(self.udp))?);
         if let Some(tcp) = self.tcp {
@@ -291,9 +340,13 @@ impl Sfu {
             pending: None,
             next_timeout: now,
             past_due: false,
+            paced: false,
             joined: now,
             connected: false,
             last_input: now,
+            estimate: INITIAL_ESTIMATE.as_u64(),
+            climb: layers::Climb::new(now),
+            trial_budget: 0,
         };
         let me = peer.participant(id);
         self.peers.insert(id, peer);
@@ -430,6 +483,7 @@ impl Sfu {
             }
         }
         self.tick_speakers(now);
+        self.tick_layers(now);
         self.after_call(now);
     }
 
@@ -439,7 +493,7 @@ impl Sfu {
             .peers
             .values()
             .map(|p| p.next_timeout.min(p.deadline(&self.limits)));
-        peers.chain(self.speakers.due()).min()
+        peers.chain(self.speakers.due()).chain(self.next_layer_tick).min()
     }
 
     /// The next datagram to send.
@@ -562,23 +616,23 @@ impl Sfu {
             match out {
                 Output::Timeout(t) => {
                     peer.past_due = t <= now;
-                    peer.next_timeout = match (peer.past_due, peer.connected) {
+                    peer.next_timeout = match (peer.past_due, peer.connected && !peer.paced) {
                         (false, _) => t,
                         (true, true) => now + PAST_DUE_DELAY,
-                        (true, false) => now + PAST_DUE_DELAY_CONNECTING,
+                        (true, false) => now + PAST_DUE_DELAY_SHORT,
                     };
                     return;
                 }
                 Output::Transmit(t) => self.transmits.push_back(t),
-                Output::Event(e) => self.on_event(id, e),
+                Output::Event(e) => self.on_event(id, e, now),
             }
         }
     }
 
-    fn on_event(&mut self, id: PeerId, event: Event) {
+    fn on_event(&mut self, id: PeerId, event: Event, now: Instant) {
         match event {
             Event::MediaAdded(m) if matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) => {
-                self.published(id, m.mid, m.kind);
+                self.published(id, m.mid, m.kind, m.simulcast, now);
             }
             Event::MediaAdded(m) if m.direction == Direction::SendOnly => {
                 if let Some(peer) = self.peers.get_mut(&id).filter(|p| !p.server_offers) {
@@ -589,16 +643,7 @@ impl Sfu {
             Event::MediaChanged(m) if !matches!(m.direction, Direction::RecvOnly | Direction::SendRecv) => {
                 self.unpublished(id, m.mid);
             }
-            Event::RtpPacket(p) => {
-                let Some(peer) = self.peers.get_mut(&id) else { return };
-                if let Some(level) = p.header.ext_vals.audio_level.filter(|_| peer.publish) {
-                    self.speakers.record(id, level);
-                }
-                let mid = peer.rtc.direct_api().stream_rx(&p.header.ssrc).map(|s| s.mid());
-                if let Some(mid) = mid {
-                    self.to_forward.push((id, mid, p));
-                }
-            }
+            Event::RtpPacket(p) => self.received(id, p, now),
             Event::Connected => {
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.connected = true;
@@ -606,27 +651,65 @@ impl Sfu {
             }
             Event::KeyframeRequest(k) => self.keyframe_requests.push((id, k.mid, k.kind)),
             Event::MediaEgressStats(s) => self.on_egress_stats(id, &s),
+            Event::EgressBitrateEstimate(BweKind::Twcc(b)) => {
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.estimate = b.as_u64();
+                }
+            }
             Event::IceConnectionStateChange(s) => tracing::debug!(peer = id, state = ?s, "ice"),
             _ => {}
         }
     }
 
+    /// A media packet from participant `id`: counted, and queued for forwarding.
+    fn received(&mut self, id: PeerId, p: RtpPacket, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        if !peer.publish {
+            return;
+        }
+        if let Some(level) = p.header.ext_vals.audio_level {
+            self.speakers.record(id, level);
+        }
+        let ssrc = p.header.ssrc;
+        let Some((mid, rid)) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| (s.mid(), s.rid())) else {
+            return;
+        };
+        let Some(track) = peer.published.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        // A simulcast packet whose rid is not one of the offered layers has nowhere to go.
+        let Some(layer) = track.layers.index(ssrc, rid.or(p.header.ext_vals.rid)) else {
+            return;
+        };
+        track.layers.record(layer, p.payload.len(), now);
+        self.to_forward.push((id, mid, layer, p));
+    }
+
     /// Participant `id` publishes `mid`: the room is told, and every other subscribing participant subscribes.
-    fn published(&mut self, id: PeerId, mid: Mid, kind: MediaKind) {
+    fn published(&mut self, id: PeerId, mid: Mid, kind: MediaKind, simulcast: Option<Simulcast>, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
         if !peer.publish || peer.published.iter().any(|p| p.mid == mid) {
             return;
         }
+        let rids = simulcast
+            .filter(|_| kind == MediaKind::Video)
+            .map(|s| if s.recv.is_empty() { s.send } else { s.recv })
+            .unwrap_or_default();
         let p = Published {
             mid,
             kind,
             muted: false,
+            layers: Layers::new(rids.into_iter().map(|l| l.rid).collect()),
         };
+        let announced = track(id, &p);
         peer.published.push(p);
+        if kind == MediaKind::Video {
+            self.next_layer_tick.get_or_insert(now + layers::LAYER_INTERVAL);
+        }
         let room = peer.room.clone();
         self.tell_room(&room, id, |_| Signal::TrackPublished {
             participant: id,
-            track: track(id, &p),
+            track: announced.clone(),
         });
         for other in self.rooms.get(&room).into_iter().flatten() {
             if *other == id {
@@ -670,8 +753,8 @@ impl Sfu {
         while !self.to_forward.is_empty() || !self.keyframe_requests.is_empty() {
             // The batch's buffer is reused, so forwarding allocates nothing per packet.
             let mut batch = std::mem::replace(&mut self.to_forward, std::mem::take(&mut self.forward_spare));
-            for (source, mid, packet) in batch.drain(..) {
-                self.forward(source, mid, &packet, now);
+            for (source, mid, layer, packet) in batch.drain(..) {
+                self.forward(source, mid, layer, &packet, now);
             }
             self.forward_spare = batch;
             for (subscriber, mid, kind) in std::mem::take(&mut self.keyframe_requests) {
@@ -712,7 +795,7 @@ impl Sfu {
         self.by_ufrag.remove(&peer.ufrag);
         self.speakers.forget(id);
         self.quality.forget(id);
-        self.last_keyframe_request.retain(|(p, _), _| *p != id);
+        self.last_keyframe_request.retain(|(p, _, _), _| *p != id);
         self.tell_room(&peer.room, id, |_| Signal::ParticipantLeft(id));
         if let Some(members) = self.rooms.get_mut(&peer.room) {
             members.retain(|m| *m != id);
@@ -735,5 +818,7 @@ fn sub(source: PeerId, source_mid: Mid, kind: MediaKind) -> Subscription {
         source_mid,
         kind,
         state: SubState::ToOpen,
+        pref: Preference::default(),
+        choice: None,
     }
 }

@@ -5,7 +5,7 @@ use super::{PeerId, Sfu, SubState, Subscription, Target};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::Direction;
+use str0m::media::{Direction, MediaKind};
 use str0m::RtcError;
 
 use super::roster::{Signal, Track};
@@ -40,14 +40,11 @@ impl Sfu {
             if let SubState::Negotiating(mid) = s.state {
                 s.state = SubState::Open(mid);
                 let targets = self.fanout.entry((s.source, s.source_mid)).or_default();
-                targets.push(Target {
-                    subscriber: id,
-                    mid,
-                    kind: s.kind,
-                    pt_cache: None,
-                });
+                targets.push(Target::new(id, mid, s));
+                peer.paced |= s.kind == MediaKind::Video;
             }
         }
+        self.allocate(id, now);
         // More may have waited while this offer was out.
         self.to_negotiate.push(id);
         self.drain(id, now);
@@ -103,6 +100,7 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&id) else { return };
         if !peer.server_offers {
             self.fill_slots(id);
+            self.allocate(id, now);
             return;
         }
         let waiting = |s: &Subscription| matches!(s.state, SubState::ToOpen | SubState::ToStop(_));
@@ -151,12 +149,11 @@ impl Sfu {
             };
             let (mid, _) = peer.free_slots.remove(at);
             s.state = SubState::Open(mid);
-            self.fanout.entry((s.source, s.source_mid)).or_default().push(Target {
-                subscriber: id,
-                mid,
-                kind: s.kind,
-                pt_cache: None,
-            });
+            self.fanout
+                .entry((s.source, s.source_mid))
+                .or_default()
+                .push(Target::new(id, mid, s));
+            peer.paced |= s.kind == MediaKind::Video;
         }
     }
 }

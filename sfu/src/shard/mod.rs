@@ -5,7 +5,7 @@
 mod tcp;
 
 use crate::core::roster::{JoinRequest, Joined, Participant, PeerId, Signal};
-use crate::core::{JoinError, Limits, Sfu};
+use crate::core::{JoinError, Limits, Preference, Sfu};
 use hualu_common::udp_batch::SendBatch;
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -75,6 +75,8 @@ pub enum Command {
     Trickle(PeerId, String),
     /// Mute or unmute one of its tracks.
     Mute(PeerId, String, bool),
+    /// What it wants of another's track; answers whether it has a subscription to that track.
+    Subscribe(PeerId, String, Preference, oneshot::Sender<bool>),
     /// The participant's signaling came back (resume): its messages go to the new channel, and its offer (an
     /// ICE restart) is taken. Answers with the room's roster and the answer, or `None` if the participant is
     /// gone.
@@ -316,6 +318,9 @@ impl Shard {
             Command::Mute(id, track, muted) => {
                 self.sfu.set_muted(id, &track, muted);
             }
+            Command::Subscribe(id, track, pref, reply) => {
+                let _ = reply.send(self.sfu.set_preference(id, &track, pref, now));
+            }
             Command::Attach(id, events, offer, reply) => {
                 let Some(roster) = self.sfu.roster(id) else {
                     let _ = reply.send(None);
@@ -388,6 +393,7 @@ impl Shard {
         }
         metrics::counter!("hualu_sfu_keyframe_requests_relayed_total", label).absolute(f.keyframes_relayed);
         metrics::counter!("hualu_sfu_keyframe_requests_throttled_total", label).absolute(f.keyframes_throttled);
+        metrics::counter!("hualu_sfu_layer_switches_total", label).absolute(self.sfu.layer_switches());
     }
 
     fn flush_udp(&mut self) {

@@ -1,6 +1,7 @@
 //! The JSON messages of `/rtc` (docs/protocol.md, "Room signaling").
 
 use crate::core::roster::{Participant, PeerId, Signal, Track};
+use crate::core::Quality;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use str0m::media::MediaKind;
@@ -53,8 +54,49 @@ pub enum ClientMsg {
         /// Muted now.
         muted: bool,
     },
+    /// What the client wants of another participant's track: whether to receive it, and the best video
+    /// layer.
+    Subscribe {
+        /// Request id.
+        id: Option<Value>,
+        /// The track id.
+        track: String,
+        /// Receive the track; default true.
+        #[serde(default = "yes")]
+        enabled: bool,
+        /// The best video layer wanted: `low`, `medium` or `high` (the default).
+        #[serde(default)]
+        quality: QualityName,
+    },
     /// Leave the room.
     Leave {},
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A video layer as the protocol names it.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityName {
+    /// The lowest layer.
+    Low,
+    /// The middle layer.
+    Medium,
+    /// The best layer.
+    #[default]
+    High,
+}
+
+impl From<QualityName> for Quality {
+    fn from(q: QualityName) -> Self {
+        match q {
+            QualityName::Low => Quality::Low,
+            QualityName::Medium => Quality::Medium,
+            QualityName::High => Quality::High,
+        }
+    }
 }
 
 /// An error reply.

@@ -4,7 +4,7 @@
 use super::messages::{self, ClientMsg};
 use super::{Admitted, Refused, RtcState};
 use crate::shard::{Command, Event};
-use crate::PeerId;
+use crate::{PeerId, Preference};
 use axum::extract::ws::{Message, WebSocket};
 use hualu_common::token::Claims;
 use serde_json::{json, Value};
@@ -260,6 +260,31 @@ async fn handle(st: &Arc<RtcState>, b: &Bound, m: ClientMsg, offers: &mut VecDeq
         ClientMsg::Mute { track, muted } => {
             st.node.send(b.shard, Command::Mute(b.peer, track, muted));
             None
+        }
+        ClientMsg::Subscribe {
+            id,
+            track,
+            enabled,
+            quality,
+        } => {
+            let pref = Preference {
+                enabled,
+                max: quality.into(),
+            };
+            let (reply, done) = oneshot::channel();
+            let command = Command::Subscribe(b.peer, track.clone(), pref, reply);
+            match ask(st, b.shard, command, done, id.as_ref()).await {
+                Ok(true) => Some(messages::reply(
+                    id.as_ref(),
+                    json!({"type": "subscribed", "track": track}),
+                )),
+                Ok(false) => Some(messages::error(
+                    id.as_ref(),
+                    "unknown_track",
+                    "no subscription to that track",
+                )),
+                Err(e) => Some(e),
+            }
         }
         ClientMsg::Join { id, .. } | ClientMsg::Resume { id, .. } => {
             Some(messages::error(id.as_ref(), "bad_request", "already joined"))

@@ -5,12 +5,12 @@
 #![allow(dead_code)]
 
 use hualu_sfu::{JoinRequest, Joined, Limits, Participant, PeerId, Sfu, Signal};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpApi, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::Protocol;
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 use str0m::{Candidate, Event, Input, Output, Rtc};
@@ -63,6 +63,59 @@ pub struct Client {
     pub level: Option<i8>,
     /// Its uplink estimates from TWCC feedback, when the world enables estimation.
     pub estimates: Vec<str0m::bwe::Bitrate>,
+    /// Simulcast: the rids of its video layers, lowest first, and each layer's frame size in bytes. The
+    /// lowest layer sends every other frame.
+    pub layers: Vec<(Rid, usize)>,
+    /// Layers whose next frame is a keyframe (a simulcast publisher sends keyframes only when asked).
+    pub keyframe_due: HashSet<Option<Rid>>,
+    /// Keyframe requests the SFU relayed, by rid.
+    pub keyframe_rids: Vec<Option<Rid>>,
+    /// Video frames received, in order: (the sender's layer index, str0m's `contiguous` flag).
+    pub video_frames: Vec<(u8, bool)>,
+    /// A bottleneck on the SFU's datagrams to this client, if set.
+    pub downlink: Option<Bottleneck>,
+}
+
+/// A link of limited rate in front of a client: datagrams queue, and those that would wait longer than
+/// `max_delay` are dropped, as at a router with a bounded buffer.
+pub struct Bottleneck {
+    pub bits_per_second: u64,
+    pub max_delay: Duration,
+    busy_until: Instant,
+    queue: VecDeque<(Instant, str0m::net::Transmit)>,
+    pub dropped: usize,
+}
+
+impl Bottleneck {
+    pub fn new(bits_per_second: u64, max_delay: Duration, now: Instant) -> Self {
+        Self {
+            bits_per_second,
+            max_delay,
+            busy_until: now,
+            queue: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Queues `t`, or drops it if the queue is too long.
+    fn push(&mut self, t: str0m::net::Transmit, now: Instant) {
+        let start = self.busy_until.max(now);
+        let wire = Duration::from_secs_f64((t.contents.len() as f64 + 28.0) * 8.0 / self.bits_per_second as f64);
+        if start + wire - now > self.max_delay {
+            self.dropped += 1;
+            return;
+        }
+        self.busy_until = start + wire;
+        self.queue.push_back((start + wire, t));
+    }
+
+    /// The next datagram through by `now`.
+    fn pop(&mut self, now: Instant) -> Option<str0m::net::Transmit> {
+        match self.queue.front() {
+            Some((at, _)) if *at <= now => self.queue.pop_front().map(|(_, t)| t),
+            _ => None,
+        }
+    }
 }
 
 impl Client {
@@ -278,18 +331,31 @@ impl World {
             participants,
         } = self.sfu.join(req, offer, self.now).expect("joins");
         rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
+        let mut client = self.new_client_from(addr, rtc, id, send_mid, participants);
+        client.video_mid = video_mid;
+        client
+    }
+
+    fn new_client_from(
+        &self,
+        addr: SocketAddr,
+        rtc: Rtc,
+        id: PeerId,
+        send_mid: Mid,
+        roster: Vec<Participant>,
+    ) -> Client {
         Client {
             addr,
             rtc,
             id,
             send_mid,
-            video_mid,
+            video_mid: None,
             next_timeout: self.now,
             keyframe_requests: 0,
             connected: false,
             received: HashMap::new(),
             added: Vec::new(),
-            roster: participants,
+            roster,
             offers_answered: 0,
             hold_offers: false,
             held: Vec::new(),
@@ -302,7 +368,40 @@ impl World {
             nat: None,
             level: None,
             estimates: Vec::new(),
+            layers: Vec::new(),
+            keyframe_due: HashSet::new(),
+            keyframe_rids: Vec::new(),
+            video_frames: Vec::new(),
+            downlink: None,
         }
+    }
+
+    /// A client at 10.0.0.`n` joins `room` publishing audio and simulcast VP8 in `layers` (rid, frame
+    /// bytes), lowest first. Returns its index.
+    pub fn join_simulcast(&mut self, n: u8, room: &str, layers: &[(&str, usize)]) -> usize {
+        let mut rtc = Rtc::builder().build(self.now);
+        let addr = addr(n);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        let mut api = rtc.sdp_api();
+        let send_mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let mut simulcast = Simulcast::new();
+        for (rid, _) in layers {
+            simulcast.add_send_layer(SimulcastLayer::new(rid));
+        }
+        let video_mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, Some(simulcast));
+        let (offer, pending) = api.apply().expect("an offer");
+        let joined = self.sfu.join(req(room), offer, self.now).expect("joins");
+        rtc.sdp_api()
+            .accept_answer(pending, joined.answer)
+            .expect("answer accepted");
+        let mut client = self.new_client_from(addr, rtc, joined.id, send_mid, joined.participants);
+        client.video_mid = Some(video_mid);
+        client.layers = layers.iter().map(|(rid, bytes)| ((*rid).into(), *bytes)).collect();
+        client.keyframe_due = client.layers.iter().map(|(rid, _)| Some(*rid)).collect();
+        self.clients.push(client);
+        let i = self.clients.len() - 1;
+        self.drain_client(i);
+        i
     }
 
     /// Client `i` leaves: the SFU ends its session and the world stops driving it.
@@ -421,14 +520,16 @@ impl World {
                         continue;
                     }
                 }
-                // Through the NAT, if any, to the client's own address.
-                let to = self.clients[i].addr;
-                let input = Input::Receive(
-                    self.now,
-                    str0m::net::Receive::new(t.proto, t.source, to, &t.contents).expect("datagram"),
-                );
-                self.clients[i].rtc.handle_input(input).expect("client input");
-                self.drain_client(i);
+                match &mut self.clients[i].downlink {
+                    Some(link) => link.push(t, self.now),
+                    None => self.deliver(i, &t),
+                }
+            }
+            for i in 0..self.clients.len() {
+                while let Some(t) = self.clients[i].downlink.as_mut().and_then(|l| l.pop(self.now)) {
+                    moved = true;
+                    self.deliver(i, &t);
+                }
             }
             while let Some((id, signal)) = self.sfu.poll_signal() {
                 moved = true;
@@ -464,6 +565,17 @@ impl World {
         }
     }
 
+    /// Hands a datagram from the SFU to client `i`, through its NAT if any.
+    fn deliver(&mut self, i: usize, t: &str0m::net::Transmit) {
+        let to = self.clients[i].addr;
+        let input = Input::Receive(
+            self.now,
+            str0m::net::Receive::new(t.proto, t.source, to, &t.contents).expect("datagram"),
+        );
+        self.clients[i].rtc.handle_input(input).expect("client input");
+        self.drain_client(i);
+    }
+
     pub fn drain_client(&mut self, i: usize) {
         loop {
             let c = &mut self.clients[i];
@@ -493,9 +605,14 @@ impl World {
                     let video = c.rtc.media(d.mid).is_some_and(|m| m.kind() == MediaKind::Video);
                     if let (true, Some(n)) = (video, d.data.get(1..5)) {
                         c.video_seen.insert(u32::from_be_bytes(n.try_into().expect("4 bytes")));
+                        c.video_frames.push((d.data.get(5).copied().unwrap_or(0), d.contiguous));
                     }
                 }
-                Output::Event(Event::KeyframeRequest(_)) => c.keyframe_requests += 1,
+                Output::Event(Event::KeyframeRequest(k)) => {
+                    c.keyframe_requests += 1;
+                    c.keyframe_rids.push(k.rid);
+                    c.keyframe_due.insert(k.rid);
+                }
                 Output::Event(Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc(b))) => c.estimates.push(b),
                 Output::Event(Event::MediaIngressStats(s)) => {
                     c.ingress.insert(s.mid, s);
@@ -533,24 +650,43 @@ impl World {
             .write(pt, self.start + elapsed, time, vec![i as u8; 60])
             .expect("write");
         self.drain_client(i);
+        self.send_video(i, elapsed);
+    }
+
+    /// Client `i` sends a VP8 frame on its video track, or one per simulcast layer. Nothing decodes the
+    /// bytes: the first byte's low bit clear marks a keyframe, the next four number the frame, and the sixth
+    /// names the layer.
+    fn send_video(&mut self, i: usize, elapsed: Duration) {
         let c = &mut self.clients[i];
-        let Some(writer) = c.video_mid.and_then(|m| c.rtc.writer(m)) else {
+        let Some(mid) = c.video_mid else { return };
+        let Some(pt) = c.rtc.writer(mid).and_then(|w| {
+            w.payload_params()
+                .find(|p| p.spec().codec == Codec::Vp8)
+                .map(|p| p.pt())
+        }) else {
             return;
         };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-        else {
-            return;
+        let number = (c.video_sent as u32).to_be_bytes();
+        let layers: Vec<(Option<Rid>, usize)> = match c.layers.is_empty() {
+            true => vec![(None, c.video_bytes)],
+            false => c.layers.iter().map(|(rid, bytes)| (Some(*rid), *bytes)).collect(),
         };
-        // A VP8 frame's bytes; nothing decodes them. The first byte's low bit clear marks a keyframe; the
-        // next four number the frame.
-        let mut frame = vec![0x10; c.video_bytes.max(5)];
-        frame[1..5].copy_from_slice(&(c.video_sent as u32).to_be_bytes());
-        writer
-            .write(pt, self.start + elapsed, MediaTime::from(elapsed), frame)
-            .expect("write video");
+        for (index, (rid, bytes)) in layers.into_iter().enumerate() {
+            if rid.is_some() && index == 0 && c.video_sent % 2 == 1 {
+                continue;
+            }
+            let key = rid.is_none() || c.keyframe_due.remove(&rid);
+            let mut frame = vec![if key { 0x10 } else { 0x11 }; bytes.max(6)];
+            frame[1..5].copy_from_slice(&number);
+            frame[5] = index as u8;
+            let Some(mut writer) = c.rtc.writer(mid) else { return };
+            if let Some(rid) = rid {
+                writer = writer.rid(rid);
+            }
+            writer
+                .write(pt, self.start + elapsed, MediaTime::from(elapsed), frame)
+                .expect("write video");
+        }
         self.clients[i].video_sent += 1;
         self.drain_client(i);
     }
