@@ -37,6 +37,9 @@ const PAST_DUE_DELAY: Duration = Duration::from_millis(50);
 /// must not wait long, or the subscriber's estimator reads the wait as congestion.
 const PAST_DUE_DELAY_SHORT: Duration = Duration::from_millis(1);
 
+/// A timer due this soon counts as already due for a participant that receives no video (see [`Sfu::drain`]).
+const PACER_NEAR: Duration = Duration::from_millis(10);
+
 /// Each subscriber's downlink estimate (str0m's GCC, from its TWCC feedback) starts here, and probing moves
 /// it toward what its subscriptions could use.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
@@ -615,8 +618,13 @@ impl Sfu {
             };
             match out {
                 Output::Timeout(t) => {
-                    peer.past_due = t <= now;
-                    peer.next_timeout = match (peer.past_due, peer.connected && !peer.paced) {
+                    // With estimation on, str0m's pacer asks to be woken a moment after each packet even when
+                    // it paces nothing (audio goes out unpaced): for a participant that receives no video
+                    // that is as good as due now.
+                    let unpaced = peer.connected && !peer.paced;
+                    let near = if unpaced { now + PACER_NEAR } else { now };
+                    peer.past_due = t <= near;
+                    peer.next_timeout = match (peer.past_due, unpaced) {
                         (false, _) => t,
                         (true, true) => now + PAST_DUE_DELAY,
                         (true, false) => now + PAST_DUE_DELAY_SHORT,
