@@ -25,12 +25,8 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { check, env, fmtCand, PAGE_PRELUDE, results } from './common.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === '') throw new Error(`environment variable ${name} is not set`);
-  return v;
-};
 const SFU_URL = env('SFU_URL');
 const API_KEY = env('SFU_API_KEY');
 const API_SECRET = env('SFU_API_SECRET');
@@ -61,33 +57,7 @@ const PAGE = String.raw`<!doctype html>
 <title>hualu SFU room test</title>
 <script>
 'use strict';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-let cachedStream = null;
-async function media() {
-  if (!cachedStream) {
-    cachedStream = await navigator.mediaDevices.getUserMedia({
-      audio: true, video: { width: 320, height: 240, frameRate: 15 } });
-  }
-  return cachedStream;
-}
-
-// The pair a peer connection uses: transport.selectedCandidatePairId, else the nominated succeeded pair.
-function selectedPair(report) {
-  let pair = null;
-  report.forEach((s) => {
-    if (s.type === 'transport' && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId) || pair;
-  });
-  if (!pair) report.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
-  if (!pair) return null;
-  const cand = (id) => {
-    const c = report.get(id);
-    return c ? { candidateType: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol,
-      address: c.address, port: c.port, url: c.url } : null;
-  };
-  return { state: pair.state, nominated: pair.nominated, bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
-    currentRoundTripTime: pair.currentRoundTripTime, local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId) };
-}
-
+${PAGE_PRELUDE}
 // A room client of hualu's /rtc signaling, as docs/protocol.md describes it. Server messages are handled one
 // at a time, in order (a chain of promises), so an offer never overtakes the joined before it.
 class RoomClient {
@@ -372,14 +342,7 @@ async function roomJoin(args) {
 
 // ---------------------------------------------------------------- the driver (runs in node)
 
-let passed = 0;
-let failed = 0;
-function check(name, ok, figures) {
-  if (ok) passed += 1; else failed += 1;
-  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${figures}`);
-}
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const fmtCand = (c) => (c ? `${c.candidateType}/${c.relayProtocol || c.protocol} ${c.address}:${c.port}` : 'none');
 const fmtPair = (p) => (p ? `local ${fmtCand(p.local)} remote ${fmtCand(p.remote)} state=${p.state}` : 'no selected pair');
 
 // An access token as docs/protocol.md describes it: HS256, the key in kid and iss.
@@ -709,4 +672,4 @@ try {
   check('driver', false, String(err && err.stack || err));
 }
 // ./run counts the PASS/FAIL lines and prints the `N passed, N failed` summary.
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+process.exit(results.failed === 0 && results.passed > 0 ? 0 : 1);

@@ -15,12 +15,8 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { check, env, fmtCand, PAGE_PRELUDE, results } from './common.mjs';
 
-const env = (name, fallback) => {
-  const v = process.env[name] ?? fallback;
-  if (v === undefined || v === '') throw new Error(`environment variable ${name} is not set`);
-  return v;
-};
 const TURN_PORT = Number(env('TURN_PORT'));
 const TURN_USER = env('TURN_USER');
 const TURN_PASSWORD = env('TURN_PASSWORD');
@@ -48,33 +44,7 @@ const PAGE = String.raw`<!doctype html>
 <title>hualu TURN relay test</title>
 <script>
 'use strict';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-let cachedStream = null;
-async function media() {
-  if (!cachedStream) {
-    cachedStream = await navigator.mediaDevices.getUserMedia({
-      audio: true, video: { width: 320, height: 240, frameRate: 15 } });
-  }
-  return cachedStream;
-}
-
-// The pair a peer connection uses: transport.selectedCandidatePairId, else the nominated succeeded pair.
-function selectedPair(report) {
-  let pair = null;
-  report.forEach((s) => {
-    if (s.type === 'transport' && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId) || pair;
-  });
-  if (!pair) report.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
-  if (!pair) return null;
-  const cand = (id) => {
-    const c = report.get(id);
-    return c ? { candidateType: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol,
-      address: c.address, port: c.port, url: c.url } : null;
-  };
-  return { state: pair.state, nominated: pair.nominated, bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
-    currentRoundTripTime: pair.currentRoundTripTime, local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId) };
-}
-
+${PAGE_PRELUDE}
 function inbound(report, kind) {
   let out = null;
   report.forEach((s) => {
@@ -191,14 +161,7 @@ async function runGatherOnly({ iceServers, timeoutMs, errorGraceMs }) {
 
 // ---------------------------------------------------------------- the driver (runs in node)
 
-let passed = 0;
-let failed = 0;
-function check(name, ok, figures) {
-  if (ok) passed += 1; else failed += 1;
-  console.log(`${ok ? 'PASS' : 'FAIL'} ${name}: ${figures}`);
-}
 
-const fmtCand = (c) => (c ? `${c.candidateType}/${c.relayProtocol || c.protocol} ${c.address}:${c.port}` : 'none');
 
 // TURN REST API credential: username "<unix expiry>:<user>", password base64(HMAC-SHA1(secret, username)).
 // A negative ttlSecs gives one that expired that long ago.
@@ -343,4 +306,4 @@ try {
   check('driver', false, String(err && err.stack || err));
 }
 // ./run counts the PASS/FAIL lines and prints the `N passed, N failed` summary.
-process.exit(failed === 0 && passed > 0 ? 0 : 1);
+process.exit(results.failed === 0 && results.passed > 0 ? 0 : 1);

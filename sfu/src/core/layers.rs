@@ -146,20 +146,24 @@ impl Layers {
     }
 
     /// The layers that are sending, lowest rate first, at most three.
-    fn live(&self, now: Instant) -> ([u8; 3], usize) {
-        let mut out = [0u8; 3];
-        let mut n = 0;
+    fn live(&self, now: Instant) -> Live {
+        let mut live = Live {
+            order: [0; 3],
+            n: 0,
+            measured: true,
+        };
         for (i, m) in self.meters.iter().enumerate() {
             let sending = m
                 .last_packet
                 .is_some_and(|t| now.saturating_duration_since(t) < LAYER_SILENCE);
-            if sending && n < out.len() {
-                out[n] = i as u8;
-                n += 1;
+            if sending && live.n < live.order.len() {
+                live.order[live.n] = i as u8;
+                live.n += 1;
+                live.measured &= m.rate.is_some();
             }
         }
-        out[..n].sort_by_key(|l| self.rate(*l));
-        (out, n)
+        live.order[..live.n].sort_by_key(|l| self.rate(*l));
+        live
     }
 
     /// The layer a subscription should receive: the best one its preference allows whose rate fits `budget`
@@ -172,24 +176,19 @@ impl Layers {
         if !self.simulcast() {
             return Some(0);
         }
-        let (live, n) = self.live(now);
-        if n == 0 {
+        let live = self.live(now);
+        let Some(cap) = live.cap(pref.max) else {
             // Nothing is sending yet: the first listed layer, whose keyframe will start the stream.
             return Some(current.unwrap_or(0));
-        }
-        let live = &live[..n];
-        if live.iter().any(|l| self.meters[usize::from(*l)].rate.is_none()) {
-            // Not measured yet: start low, and move up at the next measurement.
-            return Some(*live.iter().min().unwrap_or(&0));
-        }
-        let cap = match pref.max {
-            Quality::Low => 0,
-            Quality::Medium => 1.min(n - 1),
-            Quality::High => n - 1,
         };
-        let current_rank = current.and_then(|c| live.iter().position(|l| *l == c));
+        let order = live.layers();
+        if !live.measured {
+            // Not measured yet: start low, and move up at the next measurement.
+            return order.iter().min().copied();
+        }
+        let current_rank = current.and_then(|c| order.iter().position(|l| *l == c));
         let fits = |rank: usize| {
-            let rate = self.rate(live[rank]) as f64;
+            let rate = self.rate(order[rank]) as f64;
             let needed = match current_rank {
                 Some(cur) if rank > cur => rate * UP_HEADROOM,
                 _ => rate,
@@ -197,27 +196,19 @@ impl Layers {
             needed <= budget as f64
         };
         let rank = (0..=cap).rev().find(|r| fits(*r)).unwrap_or(0);
-        Some(live[rank])
+        Some(order[rank])
     }
 
     /// The rate of the next layer up from `current` that `pref` allows, if there is one.
-    pub(super) fn next_up(&self, pref: Preference, current: Option<u8>, now: Instant) -> Option<(u8, u64)> {
+    pub(super) fn next_up(&self, pref: Preference, current: Option<u8>, now: Instant) -> Option<u64> {
         if !pref.enabled || !self.simulcast() {
             return None;
         }
-        let (live, n) = self.live(now);
-        let live = &live[..n];
-        if live.iter().any(|l| self.meters[usize::from(*l)].rate.is_none()) {
-            return None;
-        }
-        let cap = match pref.max {
-            Quality::Low => 0,
-            Quality::Medium => 1.min(n.saturating_sub(1)),
-            Quality::High => n.saturating_sub(1),
-        };
-        let rank = live.iter().position(|l| Some(*l) == current)?;
-        let up = *live.get(rank + 1).filter(|_| rank < cap)?;
-        Some((up, self.rate(up)))
+        let live = self.live(now);
+        let cap = live.cap(pref.max).filter(|_| live.measured)?;
+        let rank = live.layers().iter().position(|l| Some(*l) == current)?;
+        let up = *live.layers().get(rank + 1).filter(|_| rank < cap)?;
+        Some(self.rate(up))
     }
 
     /// The rate of the best layer `pref` allows: what the subscriber's estimate should grow to. `unknown`
@@ -226,19 +217,37 @@ impl Layers {
         if !pref.enabled {
             return 0;
         }
-        let (live, n) = self.live(now);
-        if live[..n].iter().any(|l| self.meters[usize::from(*l)].rate.is_none()) {
-            return unknown;
+        let live = self.live(now);
+        match (live.cap(pref.max), live.measured) {
+            (_, false) => unknown,
+            (Some(cap), true) => self.rate(live.order[cap]),
+            (None, true) => 0,
         }
-        let cap = match pref.max {
+    }
+}
+
+/// The sending layers of a track at one moment.
+struct Live {
+    /// Layer indexes, lowest rate first; the first `n` count.
+    order: [u8; 3],
+    n: usize,
+    /// Every sending layer has a measured rate.
+    measured: bool,
+}
+
+impl Live {
+    fn layers(&self) -> &[u8] {
+        &self.order[..self.n]
+    }
+
+    /// The rank (in [`Live::layers`]) of the best layer `max` allows; `None` if nothing sends.
+    fn cap(&self, max: Quality) -> Option<usize> {
+        let top = self.n.checked_sub(1)?;
+        Some(match max {
             Quality::Low => 0,
-            Quality::Medium => 1,
-            Quality::High => 2,
-        };
-        match n {
-            0 => 0,
-            _ => self.rate(live[cap.min(n - 1)]),
-        }
+            Quality::Medium => top.min(1),
+            Quality::High => top,
+        })
     }
 }
 
@@ -260,7 +269,9 @@ pub(super) struct Climb {
     pub(super) next_try: Instant,
     backoff: Duration,
     /// A trial runs until then; before, the estimate has not had time to judge it.
-    pub(super) trial_until: Option<Instant>,
+    trial_until: Option<Instant>,
+    /// The estimate the running trial started from.
+    trial_budget: u64,
 }
 
 impl Climb {
@@ -269,6 +280,7 @@ impl Climb {
             next_try: now + CLIMB_FIRST,
             backoff: CLIMB_FIRST,
             trial_until: None,
+            trial_budget: 0,
         }
     }
 
@@ -277,8 +289,17 @@ impl Climb {
         self.trial_until.is_some_and(|t| now < t)
     }
 
-    /// A trial starts now.
-    pub(super) fn start(&mut self, now: Instant) {
+    /// What to allocate from: during a trial, at least what the trial started from.
+    pub(super) fn budget(&self, estimate: u64, now: Instant) -> u64 {
+        match self.trying(now) {
+            true => estimate.max(self.trial_budget),
+            false => estimate,
+        }
+    }
+
+    /// A trial starts now, from an estimate of `budget`.
+    pub(super) fn start(&mut self, budget: u64, now: Instant) {
+        self.trial_budget = budget;
         self.trial_until = Some(now + TRIAL);
         self.next_try = now + TRIAL + self.backoff;
     }

@@ -181,8 +181,6 @@ struct Peer {
     estimate: u64,
     /// When it next tries a better video layer.
     climb: layers::Climb,
-    /// The estimate a running trial started from.
-    trial_budget: u64,
 }
 
 impl Peer {
@@ -349,7 +347,6 @@ impl Sfu {
             last_input: now,
             estimate: INITIAL_ESTIMATE.as_u64(),
             climb: layers::Climb::new(now),
-            trial_budget: 0,
         };
         let me = peer.participant(id);
         self.peers.insert(id, peer);

@@ -113,8 +113,7 @@ impl Sfu {
         let climb = !plan.congested && !peer.climb.trying(now) && now >= peer.climb.next_try;
         if let (true, Some(extra)) = (climb, plan.climb) {
             let target = ((plan.used + extra) as f64 * TRIAL_HEADROOM) as u64;
-            peer.climb.start(now);
-            peer.trial_budget = target;
+            peer.climb.start(target, now);
             peer.estimate = peer.estimate.max(target);
             tracing::debug!(peer = id, target, "trying a better video layer");
             self.call(id, |rtc| {
@@ -158,10 +157,7 @@ impl Sfu {
             .filter(open)
             .filter(|s| s.kind == MediaKind::Audio)
             .count() as u64;
-        let estimate = match peer.climb.trying(now) {
-            true => peer.estimate.max(peer.trial_budget),
-            false => peer.estimate,
-        };
+        let estimate = peer.climb.budget(peer.estimate, now);
         let mut budget = estimate.saturating_sub(audio * AUDIO_RESERVE);
         let mut plan = Plan {
             changes: Vec::new(),
@@ -190,9 +186,7 @@ impl Sfu {
             plan.used += rate;
             plan.desired += layers.wanted_rate(s.pref, super::INITIAL_ESTIMATE.as_u64(), now);
             if plan.climb.is_none() {
-                plan.climb = layers
-                    .next_up(s.pref, choice, now)
-                    .map(|(_, up)| up.saturating_sub(rate));
+                plan.climb = layers.next_up(s.pref, choice, now).map(|up| up.saturating_sub(rate));
             }
             if choice != s.choice {
                 plan.changes.push((i, out, s.source, s.source_mid, choice));

@@ -633,14 +633,10 @@ impl World {
         if !c.connected || c.gone {
             return;
         }
-        let Some(writer) = c.rtc.writer(c.send_mid) else { return };
-        let Some(pt) = writer
-            .payload_params()
-            .find(|p| p.spec().codec == Codec::Opus)
-            .map(|p| p.pt())
-        else {
+        let Some(pt) = pt_of(&mut c.rtc, c.send_mid, Codec::Opus) else {
             return;
         };
+        let Some(writer) = c.rtc.writer(c.send_mid) else { return };
         let time = MediaTime::from(elapsed);
         let writer = match c.level {
             Some(level) => writer.audio_level(level, level > -50),
@@ -659,11 +655,7 @@ impl World {
     fn send_video(&mut self, i: usize, elapsed: Duration) {
         let c = &mut self.clients[i];
         let Some(mid) = c.video_mid else { return };
-        let Some(pt) = c.rtc.writer(mid).and_then(|w| {
-            w.payload_params()
-                .find(|p| p.spec().codec == Codec::Vp8)
-                .map(|p| p.pt())
-        }) else {
+        let Some(pt) = pt_of(&mut c.rtc, mid, Codec::Vp8) else {
             return;
         };
         let number = (c.video_sent as u32).to_be_bytes();
@@ -751,4 +743,14 @@ impl World {
     pub fn signals_to(&self, id: PeerId) -> impl Iterator<Item = &Signal> {
         self.signals.iter().filter(move |(to, _)| *to == id).map(|(_, s)| s)
     }
+}
+
+/// The payload type `rtc` negotiated for `codec` on its send m-line `mid`.
+fn pt_of(rtc: &mut Rtc, mid: Mid, codec: Codec) -> Option<str0m::media::Pt> {
+    let writer = rtc.writer(mid)?;
+    let pt = writer
+        .payload_params()
+        .find(|p| p.spec().codec == codec)
+        .map(|p| p.pt());
+    pt
 }
