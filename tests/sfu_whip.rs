@@ -21,7 +21,7 @@ fn a_whip_publisher_is_heard_by_a_whep_viewer_and_leaves_with_delete() {
         link.contains("rel=\"ice-server\"") && link.contains("username=\""),
         "{link}"
     );
-    let (mut viewer, _) = RoomClient::via_http(addr, &server.token("viewer", "live"), "/whep");
+    let (mut viewer, viewed) = RoomClient::via_http(addr, &server.token("viewer", "live"), "/whep");
     let heard = run_until(&mut [&mut publisher, &mut viewer], Duration::from_secs(15), |cs| {
         cs[1].mids_with(50) >= 1
     });
@@ -33,13 +33,50 @@ fn a_whip_publisher_is_heard_by_a_whep_viewer_and_leaves_with_delete() {
     );
 
     let auth = format!("Bearer {}", server.token("obs", "live"));
-    let frag = "a=ice-ufrag:zzzz\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n";
-    let patch = [
+    let etag = posted.header("etag").expect("an ETag").to_string();
+    let stale = [
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/trickle-ice-sdpfrag"),
+        ("If-Match", "\"not-this-session\""),
     ];
-    let r = http::request(addr, "PATCH", &location, &patch, frag).expect("answer");
-    assert_eq!(r.status, 501, "an ICE restart by PATCH is refused: {r:?}");
+    let r = http::request(addr, "PATCH", &location, &stale, "a=end-of-candidates\r\n").expect("answer");
+    assert_eq!(r.status, 412, "a trickle for another ICE session is refused: {r:?}");
+
+    // The publisher changes networks and restarts ICE by PATCH; the viewer hears it again.
+    let restarted = publisher.restart_by_patch(addr, &location, &server.token("obs", "live"), &posted.body);
+    assert_eq!(restarted.status, 200, "{restarted:?}\n{}", server.log_tail(40));
+    assert_eq!(
+        restarted.header("content-type"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    assert!(restarted.body.contains("a=candidate:"), "{}", restarted.body);
+    let new_etag = restarted.header("etag").expect("a new ETag");
+    assert_ne!(new_etag, etag, "the ICE session changed");
+    let before = viewer.received.values().sum::<usize>();
+    let heard_again = run_until(&mut [&mut publisher, &mut viewer], Duration::from_secs(15), |cs| {
+        cs[1].received.values().sum::<usize>() >= before + 50
+    });
+    assert!(
+        heard_again,
+        "after the restart the viewer received {:?} (before: {before})\n{}",
+        viewer.received,
+        server.log_tail(40)
+    );
+
+    // Then the viewer does the same through WHEP.
+    let viewer_at = viewed.header("location").expect("a Location").to_string();
+    let restarted = viewer.restart_by_patch(addr, &viewer_at, &server.token("viewer", "live"), &viewed.body);
+    assert_eq!(restarted.status, 200, "{restarted:?}\n{}", server.log_tail(40));
+    let before = viewer.received.values().sum::<usize>();
+    let heard_again = run_until(&mut [&mut publisher, &mut viewer], Duration::from_secs(15), |cs| {
+        cs[1].received.values().sum::<usize>() >= before + 50
+    });
+    assert!(
+        heard_again,
+        "the viewer's restart: {:?} (before: {before})",
+        viewer.received
+    );
+
     let r = http::request(addr, "DELETE", &location, &[("Authorization", &auth)], "").expect("answer");
     assert_eq!(r.status, 200, "{r:?}");
     let r = http::request(addr, "DELETE", &location, &[("Authorization", &auth)], "").expect("answer");

@@ -237,6 +237,53 @@ impl RoomClient {
         joined
     }
 
+    /// A WHIP or WHEP client's network change: a new socket, then an ICE restart by `PATCH location` (RFC 9725
+    /// section 4.4.2) with the new credentials and candidate. `answer` is the SDP the POST returned; the server's
+    /// new credentials from the PATCH's fragment replace its own. Returns the PATCH's answer.
+    pub fn restart_by_patch(
+        &mut self,
+        http: SocketAddr,
+        location: &str,
+        token: &str,
+        answer: &str,
+    ) -> super::http::FullResponse {
+        self.lose_network();
+        let candidate = Candidate::host(self.local, "udp").expect("candidate");
+        self.rtc.add_local_candidate(candidate.clone());
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api.apply().expect("an offer");
+        let offer = offer.to_sdp_string();
+        let frag = format!(
+            "{}\r\n{}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:{}\r\na={}\r\n",
+            sdp_line(&offer, "a=ice-ufrag:"),
+            sdp_line(&offer, "a=ice-pwd:"),
+            self.audio,
+            candidate.to_sdp_string()
+        );
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/trickle-ice-sdpfrag"),
+            ("If-Match", "*"),
+        ];
+        let r = super::http::request(http, "PATCH", location, &headers, &frag).expect("an HTTP answer");
+        if r.status == 200 {
+            // The server's candidates name its ufrag too, so every mention of the old one changes.
+            let value = |sdp: &str, attr: &str| sdp_line(sdp, attr).get(attr.len()..).unwrap_or_default().to_string();
+            let (ufrag, pwd) = ("a=ice-ufrag:", "a=ice-pwd:");
+            let text = answer
+                .replace(&value(answer, ufrag), &value(&r.body, ufrag))
+                .replace(&value(answer, pwd), &value(&r.body, pwd));
+            let answer = SdpAnswer::from_sdp_string(&text).expect("an SDP answer");
+            self.rtc
+                .sdp_api()
+                .accept_answer(pending, answer)
+                .expect("answer accepted");
+        }
+        r
+    }
+
     /// One turn of the client's loop: signaling, datagrams, timers and the next audio frame.
     pub fn turn(&mut self) {
         self.read_signaling();
@@ -362,6 +409,14 @@ impl RoomClient {
             }
         }
     }
+}
+
+/// The first line of `sdp` that starts with `prefix`, or an empty string.
+fn sdp_line<'a>(sdp: &'a str, prefix: &str) -> &'a str {
+    sdp.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_default()
 }
 
 /// Runs every client's loop for `d`.

@@ -2,6 +2,7 @@
 //! (docs/protocol.md). Each socket's task relays between the client and its room's shard.
 
 mod messages;
+mod sdpfrag;
 mod session;
 mod whip;
 
@@ -124,8 +125,8 @@ pub struct RtcState {
     turn: Option<TurnServers>,
     grace: Duration,
     sessions: Mutex<HashMap<String, SessionEntry>>,
-    /// WHIP and WHEP sessions, with the client's ICE ufrag (to tell a trickle from an ICE restart).
-    whip: Mutex<HashMap<String, (SessionEntry, String)>>,
+    /// WHIP and WHEP sessions.
+    whip: Mutex<HashMap<String, whip::WhipSession>>,
 }
 
 impl RtcState {
@@ -184,7 +185,7 @@ impl RtcState {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn whip(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SessionEntry, String)>> {
+    fn whip(&self) -> std::sync::MutexGuard<'_, HashMap<String, whip::WhipSession>> {
         self.whip.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
