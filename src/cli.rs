@@ -21,7 +21,7 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Everything on one machine: the TURN relay and the SFU. Without --config it starts in dev mode on
+    /// Everything on one machine: the TURN relay, the SFU and call control. Without --config it starts in dev mode on
     /// loopback and prints the dev credentials.
     Up {
         /// Dev mode: generated credentials and a self-signed TLS certificate when none are configured.
@@ -32,6 +32,8 @@ pub enum Command {
     Turn,
     /// The SFU alone (rooms over `/rtc` on `http.listen`).
     Sfu,
+    /// Call control alone (`/ws` on `http.listen`), with rooms on the SFU at `signaling.sfu_url`.
+    Signaling,
     /// Mints an access token (HS256 JWT) with an API key from `[auth].api_keys`, and prints it.
     Token(TokenArgs),
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 struct Services {
     turn: bool,
     sfu: bool,
+    signaling: bool,
 }
 
 /// Loads the config and runs the chosen command until it is signalled to stop.
@@ -31,13 +32,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if *dev || cli.config.is_none() {
                 config.dev = true;
             }
-            Services { turn: true, sfu: true }
+            Services {
+                turn: true,
+                sfu: true,
+                signaling: true,
+            }
         }
-        Command::Turn => Services { turn: true, sfu: false },
-        Command::Sfu => Services { turn: false, sfu: true },
+        Command::Turn => Services {
+            turn: true,
+            sfu: false,
+            signaling: false,
+        },
+        Command::Sfu => Services {
+            turn: false,
+            sfu: true,
+            signaling: false,
+        },
+        Command::Signaling => Services {
+            turn: false,
+            sfu: false,
+            signaling: true,
+        },
     };
     if config.dev {
-        crate::dev::credentials(&mut config, services.sfu);
+        crate::dev::credentials(&mut config, services.sfu || services.signaling);
     }
     hualu_common::telemetry::init(&config.log);
     serve(config, services)
@@ -89,19 +107,22 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         ready.push(format!("turn udp {:?} tcp {:?} tls {:?}", r.udp, r.tcp, r.tls));
     }
     let sfu = match services.sfu {
-        true => {
-            let node = Arc::new(Node::start(&config.sfu).context("starting the SFU")?);
-            let app = signaling::router(RtcState::new(node.clone(), &config));
-            let api = http::serve_app(config.http.listen, app)?;
+        true => Some(Arc::new(Node::start(&config.sfu).context("starting the SFU")?)),
+        false => None,
+    };
+    if sfu.is_some() || services.signaling {
+        let api = serve_api(&config, sfu.clone(), services.signaling)?;
+        if let Some(node) = &sfu {
             ready.push(format!(
                 "sfu udp {:?} ice-tcp {:?}; rooms ws://{api}/rtc",
                 node.udp_addrs(),
                 node.tcp_addrs()
             ));
-            Some(node)
         }
-        false => None,
-    };
+        if services.signaling {
+            ready.push(format!("calls ws://{api}/ws"));
+        }
+    }
     let running = Running { relay, sfu };
     health.set_ready();
     println!("hualu ready: {}; metrics http://{metrics}/metrics", ready.join("; "));
@@ -113,6 +134,24 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     health.set_draining();
     drain(running, &signals, Duration::from_secs(config.turn.drain_deadline_secs));
     Ok(())
+}
+
+/// The public HTTP port: the SFU's `/rtc`, WHIP and WHEP, and call control's `/ws`.
+fn serve_api(config: &Config, sfu: Option<Arc<Node>>, calls: bool) -> anyhow::Result<std::net::SocketAddr> {
+    let build = || -> anyhow::Result<axum::Router> {
+        let mut app = axum::Router::new();
+        if let Some(node) = sfu {
+            app = app.merge(signaling::router(RtcState::new(node, config)));
+        }
+        if calls {
+            app = app.merge(hualu_signaling::server::start(config, None, None).context("starting call control")?);
+        }
+        Ok(app)
+    };
+    http::serve_app(config.http.listen, build).map_err(|e| match e {
+        http::ServeError::Http(e) => anyhow::Error::new(e),
+        http::ServeError::App(e) => e,
+    })
 }
 
 fn wait_for_signal(running: &Running, signals: &AtomicUsize) {

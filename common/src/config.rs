@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub use crate::config_sfu::{HttpConfig, SfuConfig};
+pub use crate::config_signaling::SignalingConfig;
 
 /// The whole config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// The SFU.
     pub sfu: SfuConfig,
+    /// Call control.
+    pub signaling: SignalingConfig,
 }
 
 /// `[auth]`: the API keys an app's backend signs its users' access tokens with (HS256 JWTs, see
@@ -313,6 +316,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.turn.validate()?;
         self.sfu.validate()?;
+        self.signaling.validate()?;
         self.auth.validate()
     }
 }

@@ -98,17 +98,22 @@ pub fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, HttpEr
     Ok(bound)
 }
 
-/// Binds `addr` and serves `app` (the public API: the SFU's `/rtc`, later call control) on its own thread.
+/// Binds `addr` and serves the public API (the SFU's `/rtc`, call control's `/ws`) on its own thread. `build`
+/// makes the routes inside that thread's tokio runtime, so it may start tasks; its error is returned as is.
 /// Returns the bound address.
-pub fn serve_app(addr: SocketAddr, app: Router) -> Result<SocketAddr, HttpError> {
-    let bind = |source| HttpError::BindApp { addr, source };
+pub fn serve_app<E>(addr: SocketAddr, build: impl FnOnce() -> Result<Router, E>) -> Result<SocketAddr, ServeError<E>> {
+    let bind = |source| ServeError::Http(HttpError::BindApp { addr, source });
     let std_listener = std::net::TcpListener::bind(addr).map_err(bind)?;
     std_listener.set_nonblocking(true).map_err(bind)?;
     let bound = std_listener.local_addr().map_err(bind)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(HttpError::Runtime)?;
+        .map_err(|e| ServeError::Http(HttpError::Runtime(e)))?;
+    let app = {
+        let _inside = runtime.enter();
+        build().map_err(ServeError::App)?
+    };
     std::thread::Builder::new()
         .name("http-api".into())
         .spawn(move || {
@@ -117,13 +122,25 @@ pub fn serve_app(addr: SocketAddr, app: Router) -> Result<SocketAddr, HttpError>
                     tracing::error!("the API listener could not join the runtime");
                     return;
                 };
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "the API endpoint stopped");
                 }
             })
         })
-        .map_err(HttpError::Runtime)?;
+        .map_err(|e| ServeError::Http(HttpError::Runtime(e)))?;
     Ok(bound)
+}
+
+/// Why the public API did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError<E> {
+    /// Binding or the runtime failed.
+    #[error(transparent)]
+    Http(HttpError),
+    /// Building the routes failed.
+    #[error("{0}")]
+    App(E),
 }
 
 async fn run(listener: std::net::TcpListener, handle: PrometheusHandle, health: Arc<Health>) {

@@ -7,6 +7,7 @@
 //!   with coturn's `use-auth-secret`.
 //! - [`token`]: access tokens (HS256 JWTs signed with an API key's secret): who the user is, which room, and
 //!   what they may do there. `hualu token` mints them; the SFU and signaling check them.
+//! - [`ice_servers`]: TURN URLs with REST credentials, as clients' `ice_servers`.
 //! - [`telemetry`]: the `tracing` subscriber.
 //! - [`http`]: the Prometheus metrics endpoint and the health checks, on one HTTP port.
 //! - [`clock`]: wall-clock helpers for drivers (cores take time as an argument and never read a clock).
@@ -14,7 +15,9 @@
 pub mod clock;
 pub mod config;
 mod config_sfu;
+mod config_signaling;
 pub mod http;
+pub mod ice_servers;
 pub mod rest;
 pub mod telemetry;
 pub mod token;

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 pub mod http;
+pub mod phone;
 pub mod ports;
 pub mod room_client;
 pub mod server;

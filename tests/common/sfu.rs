@@ -29,11 +29,16 @@ pub struct SfuServer {
 impl SfuServer {
     /// Starts it and waits until `/readyz` answers 200.
     pub fn start() -> SfuServer {
+        Self::start_with("sfu", "")
+    }
+
+    /// Starts `hualu <command>` with `extra` appended to the config, and waits until `/readyz` answers 200.
+    pub fn start_with(command: &str, extra: &str) -> SfuServer {
         let block = PortBlock::claim();
         let dir = TempDir::new("sfu");
         let config = dir.path().join("hualu.toml");
-        fs::write(&config, toml(&block)).expect("write the test config");
-        let args = vec!["sfu".into(), "--config".into(), config.display().to_string()];
+        fs::write(&config, toml(&block) + extra).expect("write the test config");
+        let args = vec![command.into(), "--config".into(), config.display().to_string()];
         let log = dir.path().join("server.log");
         let child = spawn_logged(env!("CARGO_BIN_EXE_hualu"), &args, &log);
         let mut server = SfuServer { child, dir, block };
@@ -79,6 +84,13 @@ impl SfuServer {
         token::mint(API_SECRET, &claims).expect("mint")
     }
 
+    /// A token for `user` on `device`, with no room, valid for `ttl` seconds.
+    pub fn user_token(&self, user: &str, device: &str, ttl: u64) -> String {
+        let mut claims = Claims::new(API_KEY, user, hualu_common::clock::unix_now(), ttl);
+        claims.device = Some(device.into());
+        token::mint(API_SECRET, &claims).expect("mint")
+    }
+
     /// The last `lines` lines of the server's log.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
@@ -100,7 +112,7 @@ fn toml(block: &PortBlock) -> String {
     let base = block.port(Service::Peer) + 3;
     format!(
         r#"[log]
-level = "info,hualu_sfu=debug"
+level = "info,hualu_sfu=debug,hualu_signaling=debug"
 
 [metrics]
 listen = "127.0.0.1:{metrics}"

@@ -1,0 +1,349 @@
+//! The hub: one task that owns the switchboard and every device's session, so each decision is taken in one
+//! place, in arrival order, with no locks. Sockets send it requests; it answers on each socket's channel, then
+//! delivers what the request caused: events (numbered per session and kept for `resume`), webhooks, and
+//! rooms placed on the SFU.
+
+use super::placement::Placement;
+use super::protocol::{self, VERSION};
+use crate::core::{Command, Device, Hook, Limits, Output, Switchboard};
+use rand::distr::{Alphanumeric, SampleString};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Where call events for the app's backend go (the webhook sender).
+pub trait HookSink: Send + 'static {
+    /// Posts `data` as event `kind` (`call.invite`, ...).
+    fn post(&self, kind: &str, data: Value);
+}
+
+/// What goes out on a socket.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// A message.
+    Text(Arc<str>),
+    /// Close the socket: its session moved to another one.
+    Close(&'static str),
+}
+
+/// A socket's outgoing messages.
+pub type Outbox = mpsc::UnboundedSender<Out>;
+
+/// What a socket asks of the hub.
+pub enum ToHub {
+    /// A socket opened for `device`; with `resume`, it continues that session after the event it names.
+    Attach {
+        device: Device,
+        resume: Option<(String, u64)>,
+        tx: Outbox,
+        reply: oneshot::Sender<Attached>,
+    },
+    /// A command from a session's socket.
+    Request {
+        session: String,
+        generation: u64,
+        id: Value,
+        key: Option<String>,
+        command: Command,
+    },
+    /// The socket closed: the session waits for `resume` for the grace period.
+    Detach { session: String, generation: u64 },
+}
+
+/// A socket's session.
+pub struct Attached {
+    /// The session id, for `resume`.
+    pub session: String,
+    /// Which attachment of the session this socket is.
+    pub generation: u64,
+}
+
+struct Session {
+    device: Device,
+    /// The latest events, for `resume`.
+    log: VecDeque<(u64, Arc<str>)>,
+    seq: u64,
+    tx: Option<Outbox>,
+    generation: u64,
+}
+
+/// The hub's settings.
+pub struct HubConfig {
+    pub limits: Limits,
+    pub resume_events: usize,
+}
+
+struct Hub {
+    sb: Switchboard,
+    sessions: HashMap<String, Session>,
+    by_device: HashMap<Device, String>,
+    /// Detached sessions, in the order their grace ends.
+    expiries: VecDeque<(Instant, String, u64)>,
+    resume_events: usize,
+    placement: Arc<dyn Placement>,
+    webhooks: Option<Box<dyn HookSink>>,
+}
+
+/// Starts the hub task; requests go to the returned sender.
+pub fn start(
+    config: HubConfig,
+    placement: Arc<dyn Placement>,
+    webhooks: Option<Box<dyn HookSink>>,
+) -> mpsc::Sender<ToHub> {
+    let (tx, rx) = mpsc::channel(4096);
+    let hub = Hub {
+        sb: Switchboard::new(config.limits, 0),
+        sessions: HashMap::new(),
+        by_device: HashMap::new(),
+        expiries: VecDeque::new(),
+        resume_events: config.resume_events,
+        placement,
+        webhooks,
+    };
+    tokio::spawn(hub.run(rx));
+    tx
+}
+
+impl Hub {
+    async fn run(mut self, mut rx: mpsc::Receiver<ToHub>) {
+        loop {
+            let next = [self.sb.poll_timeout(), self.expiries.front().map(|e| e.0)]
+                .into_iter()
+                .flatten()
+                .min();
+            let sleep = next.map_or(Duration::from_secs(3600), |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(m, Instant::now()),
+                    None => return,
+                },
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            let now = Instant::now();
+            self.sb.handle_timeout(now);
+            self.expire(now);
+            self.dispatch();
+            metrics::gauge!("hualu_signaling_sessions").set(self.sessions.len() as f64);
+            metrics::gauge!("hualu_signaling_calls").set(self.sb.call_count() as f64);
+        }
+    }
+
+    fn handle(&mut self, msg: ToHub, now: Instant) {
+        match msg {
+            ToHub::Attach {
+                device,
+                resume,
+                tx,
+                reply,
+            } => {
+                let attached = self.attach(device, resume, tx, now);
+                let _ = reply.send(attached);
+            }
+            ToHub::Request {
+                session,
+                generation,
+                id,
+                key,
+                command,
+            } => {
+                let Some(s) = self.sessions.get(&session).filter(|s| s.generation == generation) else {
+                    return;
+                };
+                let device = s.device.clone();
+                let kind = command_name(&command);
+                let r = self.sb.command(&device, key.as_deref(), command, now);
+                let result = if r.is_ok() { "ok" } else { "error" };
+                metrics::counter!("hualu_signaling_commands_total", "command" => kind, "result" => result).increment(1);
+                self.send_now(&session, &protocol::reply(&id, &r));
+            }
+            ToHub::Detach { session, generation } => {
+                let Some(s) = self.sessions.get_mut(&session).filter(|s| s.generation == generation) else {
+                    return;
+                };
+                s.tx = None;
+                let device = s.device.clone();
+                self.sb.disconnect(&device, now);
+                let grace = self.sb.limits().grace;
+                self.expiries.push_back((now + grace, session, generation));
+            }
+        }
+    }
+
+    fn attach(&mut self, device: Device, resume: Option<(String, u64)>, tx: Outbox, now: Instant) -> Attached {
+        let resumable = resume.as_ref().and_then(|(id, after)| {
+            let s = self.sessions.get(id).filter(|s| s.device == device)?;
+            // Events after `after` must all still be in the log.
+            let oldest = s.log.front().map_or(s.seq + 1, |(n, _)| *n);
+            (after + 1 >= oldest && *after <= s.seq).then(|| (id.clone(), *after))
+        });
+        let (session, resumed) = match resumable {
+            Some((id, after)) => {
+                let s = self.sessions.get_mut(&id).expect("checked above");
+                if let Some(old) = s.tx.take() {
+                    let _ = old.send(Out::Close("replaced"));
+                }
+                s.generation += 1;
+                let welcome = welcome(&id, &device, true, s.seq);
+                let _ = tx.send(Out::Text(welcome));
+                for (_, text) in s.log.iter().filter(|(n, _)| *n > after) {
+                    let _ = tx.send(Out::Text(text.clone()));
+                }
+                s.tx = Some(tx);
+                (id, true)
+            }
+            None => (self.fresh(&device, tx, resume.is_some()), false),
+        };
+        self.sb.connect(&device, now);
+        tracing::debug!(user = %device.user, device = %device.device, resumed, "attached");
+        let generation = self.sessions.get(&session).map_or(0, |s| s.generation);
+        Attached { session, generation }
+    }
+
+    /// A new session for `device`, replacing any it had.
+    fn fresh(&mut self, device: &Device, tx: Outbox, asked_resume: bool) -> String {
+        if let Some(old) = self.by_device.remove(device).and_then(|id| self.sessions.remove(&id)) {
+            if let Some(t) = old.tx {
+                let _ = t.send(Out::Close("replaced"));
+            }
+        }
+        let id = Alphanumeric.sample_string(&mut rand::rng(), 22);
+        let mut text = welcome(&id, device, false, 0);
+        if asked_resume {
+            // The old session is gone (expired, or its events are no longer kept): the client starts over.
+            let mut v: Value = serde_json::from_str(&text).unwrap_or_default();
+            v["resume_failed"] = json!(true);
+            text = v.to_string().into();
+        }
+        let _ = tx.send(Out::Text(text));
+        let session = Session {
+            device: device.clone(),
+            log: VecDeque::new(),
+            seq: 0,
+            tx: Some(tx),
+            generation: 0,
+        };
+        self.sessions.insert(id.clone(), session);
+        self.by_device.insert(device.clone(), id.clone());
+        id
+    }
+
+    /// Sessions whose grace ran out without a resume end, and their devices leave their calls.
+    fn expire(&mut self, now: Instant) {
+        while self.expiries.front().is_some_and(|e| e.0 <= now) {
+            let Some((_, id, generation)) = self.expiries.pop_front() else {
+                break;
+            };
+            let gone = self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.generation == generation && s.tx.is_none());
+            if let Some(s) = gone.then(|| self.sessions.remove(&id)).flatten() {
+                self.by_device.remove(&s.device);
+                self.sb.remove(&s.device, now);
+            }
+        }
+    }
+
+    /// A reply: sent, not numbered or kept.
+    fn send_now(&mut self, session: &str, v: &Value) {
+        if let Some(tx) = self.sessions.get(session).and_then(|s| s.tx.as_ref()) {
+            let _ = tx.send(Out::Text(v.to_string().into()));
+        }
+    }
+
+    /// An event for `device`: numbered, kept for `resume`, and sent if its socket is open.
+    fn deliver(&mut self, device: &Device, mut v: Value) {
+        let Some(s) = self.by_device.get(device).and_then(|id| self.sessions.get_mut(id)) else {
+            return;
+        };
+        s.seq += 1;
+        v["seq"] = json!(s.seq);
+        let text: Arc<str> = v.to_string().into();
+        s.log.push_back((s.seq, text.clone()));
+        while s.log.len() > self.resume_events {
+            s.log.pop_front();
+        }
+        if let Some(tx) = &s.tx {
+            let _ = tx.send(Out::Text(text));
+        }
+    }
+
+    fn dispatch(&mut self) {
+        while let Some(o) = self.sb.poll_output() {
+            match o {
+                Output::Event { to, event } => {
+                    let v = serde_json::to_value(&event).unwrap_or_default();
+                    self.deliver(&to, v);
+                }
+                Output::Hook(h) => self.hook(&h),
+                Output::Place(call) => {
+                    if let Err(e) = self.placement.place(&call) {
+                        tracing::error!(%call, error = %e, "placing the call's room failed");
+                    }
+                    metrics::counter!("hualu_signaling_calls_answered_total").increment(1);
+                }
+                Output::Join { call, to } => match self.placement.join(&call, &to) {
+                    Ok(mut v) => {
+                        v["type"] = json!("join");
+                        v["call"] = json!(call);
+                        self.deliver(&to, v);
+                    }
+                    Err(e) => tracing::error!(%call, error = %e, "no room to join"),
+                },
+                Output::Leave { .. } => {}
+                Output::Close(call) => self.placement.close(&call),
+            }
+        }
+    }
+
+    fn hook(&mut self, h: &Hook) {
+        if matches!(h, Hook::Invite { .. }) {
+            metrics::counter!("hualu_signaling_calls_total").increment(1);
+        }
+        if let Hook::Ended { reason, .. } = h {
+            let reason = serde_json::to_value(reason).unwrap_or_default();
+            let reason = reason.as_str().unwrap_or("unknown").to_string();
+            metrics::counter!("hualu_signaling_calls_ended_total", "reason" => reason).increment(1);
+        }
+        let Some(w) = &self.webhooks else { return };
+        let mut v = serde_json::to_value(h).unwrap_or_default();
+        let kind = v
+            .as_object_mut()
+            .and_then(|o| o.remove("type"))
+            .and_then(|t| t.as_str().map(str::to_string))
+            .unwrap_or_default();
+        w.post(&kind, v);
+    }
+}
+
+fn welcome(session: &str, device: &Device, resumed: bool, seq: u64) -> Arc<str> {
+    json!({
+        "type": "welcome",
+        "version": VERSION,
+        "session": session,
+        "user": device.user,
+        "device": device.device,
+        "resumed": resumed,
+        "seq": seq,
+    })
+    .to_string()
+    .into()
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Invite { call: None, .. } => "invite",
+        Command::Invite { .. } => "invite_more",
+        Command::Accept(_) => "accept",
+        Command::Decline(_) => "decline",
+        Command::Ignore(_) => "ignore",
+        Command::Cancel(_) => "cancel",
+        Command::Hangup(_) => "hangup",
+        Command::Settings { .. } => "settings",
+        Command::Watch(_) => "watch",
+    }
+}

@@ -1,0 +1,99 @@
+//! Call control over WebSocket (`GET /ws`, docs/protocol.md): the sockets, the hub that owns the
+//! switchboard, and where answered calls are placed.
+
+mod hub;
+mod limit;
+pub mod placement;
+mod protocol;
+mod ws;
+
+pub use hub::{HookSink, HubConfig};
+pub use placement::{LocalSfu, PlaceError, Placement};
+pub use protocol::VERSION;
+
+use crate::core::Limits;
+use axum::routing::get;
+use axum::Router;
+use hualu_common::config::Config;
+use hualu_common::ice_servers::TurnServers;
+use hualu_common::token::Verifier;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the sockets share.
+pub struct State {
+    hub: mpsc::Sender<hub::ToHub>,
+    verifier: Verifier,
+    limiter: limit::Limiter,
+    max_message: usize,
+    /// The API key and secret that sign refreshed tokens.
+    key: (String, String),
+}
+
+/// Why call control could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No API key to sign room tokens with.
+    #[error("call control needs an API key in [auth].api_keys to sign room tokens")]
+    NoApiKey,
+    /// The webhook settings are unusable.
+    #[error("webhooks: {0}")]
+    Webhooks(String),
+}
+
+/// Starts call control with rooms on `placement` (`None`: the SFU in this process, at `signaling.sfu_url`),
+/// and call events posted to `hooks`. Must run inside a tokio runtime. Returns the `/ws` routes.
+pub fn start(
+    config: &Config,
+    placement: Option<Arc<dyn Placement>>,
+    hooks: Option<Box<dyn HookSink>>,
+) -> Result<Router, StartError> {
+    let s = &config.signaling;
+    let key = config
+        .auth
+        .api_keys
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .ok_or(StartError::NoApiKey)?;
+    let placement = placement.unwrap_or_else(|| {
+        let sfu_url = match s.sfu_url.as_str() {
+            "" => format!("ws://{}/rtc", config.http.listen),
+            url => url.to_string(),
+        };
+        Arc::new(LocalSfu {
+            sfu_url,
+            key: key.clone(),
+            token_ttl_secs: s.room_token_ttl_secs,
+            turn: TurnServers::from_config(config),
+        })
+    });
+    if !s.webhook_url.is_empty() && hooks.is_none() {
+        return Err(StartError::Webhooks(
+            "signaling.webhook_url is set, but no sender was given".into(),
+        ));
+    }
+    let limits = Limits {
+        ring_timeout: Duration::from_secs(s.ring_timeout_secs),
+        grace: Duration::from_secs(s.grace_secs),
+        max_members: s.max_members,
+        ..Limits::default()
+    };
+    let hub = hub::start(
+        HubConfig {
+            limits,
+            resume_events: s.resume_events,
+        },
+        placement,
+        hooks,
+    );
+    let state = Arc::new(State {
+        hub,
+        verifier: Verifier::new(&config.auth.api_keys),
+        limiter: limit::Limiter::new(s.user_rate, s.user_burst, s.ip_rate, s.ip_burst),
+        max_message: s.max_message_bytes,
+        key,
+    });
+    Ok(Router::new().route("/ws", get(ws::upgrade)).with_state(state))
+}

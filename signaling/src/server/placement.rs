@@ -1,0 +1,67 @@
+//! Where an answered call's room lives. [`Placement`] is the seam a cluster fills in later (rooms placed on
+//! SFU nodes through Redis); [`LocalSfu`] is the SFU in this process, as `hualu up` runs it.
+
+use crate::core::{CallId, Device};
+use hualu_common::ice_servers::TurnServers;
+use hualu_common::token::{self, Claims, Grants};
+use serde_json::{json, Value};
+
+/// Why a room could not be placed or joined.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    /// No node can take the room.
+    #[error("no SFU node can take the call: {0}")]
+    NoNode(String),
+    /// The room token could not be minted.
+    #[error("room token: {0}")]
+    Token(String),
+}
+
+/// Places answered calls on SFU nodes and tells devices how to join them.
+pub trait Placement: Send + Sync + 'static {
+    /// Creates the call's room (once, when the call is answered).
+    fn place(&self, call: &CallId) -> Result<(), PlaceError>;
+    /// What `device` needs to join the call's room: the `join` message's fields (room, sfu_url, token,
+    /// ice_servers).
+    fn join(&self, call: &CallId, device: &Device) -> Result<Value, PlaceError>;
+    /// The call ended: its room may go.
+    fn close(&self, call: &CallId);
+}
+
+/// The SFU in this process. Its rooms come into being when the first participant joins, so placing is
+/// bookkeeping only; joining mints a room token with the node's API key.
+pub struct LocalSfu {
+    /// The room URL (`/rtc`).
+    pub sfu_url: String,
+    /// API key and secret the room tokens are signed with.
+    pub key: (String, String),
+    /// Room token lifetime.
+    pub token_ttl_secs: u64,
+    /// TURN servers, when the relay has a REST secret.
+    pub turn: Option<TurnServers>,
+}
+
+impl Placement for LocalSfu {
+    fn place(&self, call: &CallId) -> Result<(), PlaceError> {
+        tracing::debug!(%call, "room placed on the local SFU");
+        Ok(())
+    }
+
+    fn join(&self, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
+        let now = hualu_common::clock::unix_now();
+        let mut claims = Claims::new(&self.key.0, &device.user, now, self.token_ttl_secs);
+        claims.device = Some(device.device.clone());
+        claims.grants = Grants {
+            room: Some(call.0.clone()),
+            publish: true,
+            subscribe: true,
+        };
+        let token = token::mint(&self.key.1, &claims).map_err(|e| PlaceError::Token(e.to_string()))?;
+        let ice_servers = self.turn.as_ref().map_or(json!([]), |t| t.ice_servers(&device.user));
+        Ok(json!({"room": call, "sfu_url": self.sfu_url, "token": token, "ice_servers": ice_servers}))
+    }
+
+    fn close(&self, call: &CallId) {
+        tracing::debug!(%call, "room closed");
+    }
+}
