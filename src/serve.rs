@@ -7,9 +7,10 @@ use hualu_common::config::Config;
 use hualu_common::http::{self, Health};
 use hualu_sfu::signaling::{self, RtcState};
 use hualu_sfu::Node;
+use hualu_signaling::server::CallControl;
 use hualu_turn::Relay;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Which services a command runs.
@@ -106,12 +107,23 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     if let Some(r) = &relay {
         ready.push(format!("turn udp {:?} tcp {:?} tls {:?}", r.udp, r.tcp, r.tls));
     }
+    // Call control hears from the SFU when calls' media starts or dies; it starts after the SFU.
+    let calls: Arc<OnceLock<CallControl>> = Arc::new(OnceLock::new());
     let sfu = match services.sfu {
-        true => Some(Arc::new(Node::start(&config.sfu).context("starting the SFU")?)),
+        true => {
+            let calls = calls.clone();
+            let observer: hualu_sfu::shard::Observer = Arc::new(move |r: hualu_sfu::MediaReport| {
+                if let Some(c) = calls.get() {
+                    c.media(&r.room, &r.identity, r.flowing);
+                }
+            });
+            let node = Node::start_observed(&config.sfu, Some(observer)).context("starting the SFU")?;
+            Some(Arc::new(node))
+        }
         false => None,
     };
     if sfu.is_some() || services.signaling {
-        let api = serve_api(&config, sfu.clone(), services.signaling)?;
+        let api = serve_api(&config, sfu.clone(), services.signaling, &calls)?;
         if let Some(node) = &sfu {
             ready.push(format!(
                 "sfu udp {:?} ice-tcp {:?}; rooms ws://{api}/rtc",
@@ -137,14 +149,22 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
 }
 
 /// The public HTTP port: the SFU's `/rtc`, WHIP and WHEP, and call control's `/ws`.
-fn serve_api(config: &Config, sfu: Option<Arc<Node>>, calls: bool) -> anyhow::Result<std::net::SocketAddr> {
+fn serve_api(
+    config: &Config,
+    sfu: Option<Arc<Node>>,
+    signaling: bool,
+    calls: &OnceLock<CallControl>,
+) -> anyhow::Result<std::net::SocketAddr> {
     let build = || -> anyhow::Result<axum::Router> {
         let mut app = axum::Router::new();
         if let Some(node) = sfu {
             app = app.merge(signaling::router(RtcState::new(node, config)));
         }
-        if calls {
-            app = app.merge(hualu_signaling::server::start(config, None, None).context("starting call control")?);
+        if signaling {
+            let (routes, control) =
+                hualu_signaling::server::start(config, None, None).context("starting call control")?;
+            let _ = calls.set(control);
+            app = app.merge(routes);
         }
         Ok(app)
     };

@@ -3,7 +3,7 @@
 //! shards on the packet path.
 
 use crate::core::Limits;
-use crate::shard::{Command, Shard, ShardConfig};
+use crate::shard::{Command, Observer, Shard, ShardConfig};
 use hualu_common::config::SfuConfig;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::net::SocketAddr;
@@ -50,10 +50,15 @@ const SOCKET_BUFFER: usize = 4 << 20;
 impl Node {
     /// Binds every shard's sockets and starts its thread.
     pub fn start(cfg: &SfuConfig) -> Result<Self, NodeError> {
+        Self::start_observed(cfg, None)
+    }
+
+    /// [`Node::start`], with `observer` told when participants' media starts or dies.
+    pub fn start_observed(cfg: &SfuConfig, observer: Option<Observer>) -> Result<Self, NodeError> {
         let count = cfg.shard_count();
         let mut shards = Vec::with_capacity(count);
         for index in 0..count {
-            shards.push(start_shard(cfg, index, count)?);
+            shards.push(start_shard(cfg, index, count, observer.clone())?);
         }
         let udp: Vec<SocketAddr> = shards.iter().map(|s| s.udp).collect();
         tracing::info!(shards = count, ?udp, "sfu started");
@@ -112,7 +117,12 @@ impl Node {
     }
 }
 
-fn start_shard(cfg: &SfuConfig, index: usize, count: usize) -> Result<ShardHandle, NodeError> {
+fn start_shard(
+    cfg: &SfuConfig,
+    index: usize,
+    count: usize,
+    observer: Option<Observer>,
+) -> Result<ShardHandle, NodeError> {
     let port = |base: u16| if base == 0 { 0 } else { base + index as u16 };
     let udp_addr = SocketAddr::new(cfg.listen_ip, port(cfg.udp_port));
     let udp = bind_udp(udp_addr).map_err(|source| bind_err(index, "udp", udp_addr, source))?;
@@ -139,6 +149,7 @@ fn start_shard(cfg: &SfuConfig, index: usize, count: usize) -> Result<ShardHandl
         udp_public: SocketAddr::new(public, udp_local.port()),
         tcp_public: tcp_local.map(|l| SocketAddr::new(public, l.port())),
         limits,
+        observer,
     };
     let (tx, rx) = mpsc::channel();
     let (shard, waker) = Shard::new(shard_cfg, rx).map_err(|e| NodeError::Start(index, e))?;

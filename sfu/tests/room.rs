@@ -4,7 +4,7 @@
 mod common;
 
 use common::{audio_offer, req, World, SFU};
-use hualu_sfu::{JoinError, Limits, Signal};
+use hualu_sfu::{JoinError, JoinRequest, Limits, Signal};
 use std::net::SocketAddr;
 use std::time::Duration;
 use str0m::media::MediaKind;
@@ -210,4 +210,39 @@ fn garbage_datagrams_from_anywhere_change_nothing() {
         let grew: usize = new_frames.values().sum();
         assert!(grew >= 80, "{} still hears the other: {grew} new frames", c.addr);
     }
+}
+
+#[test]
+fn call_control_hears_when_media_flows_and_when_it_dies() {
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    };
+    let mut w = World::with_limits(limits);
+    let as_ = |identity| JoinRequest {
+        identity,
+        ..req("c0000000000000001")
+    };
+    w.join_as(2, as_("alice"), false);
+    let bob = w.join_as(3, as_("bob"), false);
+    w.run(Duration::from_secs(1));
+    let mut reports = Vec::new();
+    while let Some(r) = w.sfu.poll_media_report() {
+        reports.push((r.room, r.identity, r.flowing));
+    }
+    let room = "c0000000000000001".to_string();
+    assert!(reports.contains(&(room.clone(), "alice".into(), true)), "{reports:?}");
+    assert!(reports.contains(&(room.clone(), "bob".into(), true)), "{reports:?}");
+    assert!(!reports.iter().any(|r| !r.2), "nothing died yet: {reports:?}");
+    w.silent.push(bob);
+    w.run(Duration::from_secs(6));
+    let mut died = Vec::new();
+    while let Some(r) = w.sfu.poll_media_report() {
+        died.push((r.room, r.identity, r.flowing));
+    }
+    assert_eq!(
+        died,
+        [(room, "bob".to_string(), false)],
+        "bob went silent past the idle timeout"
+    );
 }

@@ -11,7 +11,7 @@ mod video;
 use ahash::HashMap;
 use layers::{Layers, Switcher};
 pub use layers::{Preference, Quality};
-use roster::{JoinRequest, Joined, Participant, PeerId, Signal, Track};
+use roster::{JoinRequest, Joined, MediaReport, Participant, PeerId, Signal, Track};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,7 +21,7 @@ use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Simulcast};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::RtpPacket;
-use str0m::{Candidate, Event, Input, Output, Rtc, RtcError};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 
 /// Keyframe requests relayed to a publisher, at most one per track per this long: a subscriber that lost a
 /// keyframe asks again and again, and every keyframe costs the publisher's uplink.
@@ -222,6 +222,7 @@ pub struct Sfu {
     next_id: PeerId,
     transmits: VecDeque<Transmit>,
     signals: VecDeque<(PeerId, Signal)>,
+    reports: VecDeque<MediaReport>,
     /// Packets received during a drain, forwarded once it ends: (publisher, its mid, layer, packet).
     to_forward: Vec<(PeerId, Mid, u8, RtpPacket)>,
     /// The other buffer of `to_forward`, swapped in while a batch is forwarded.
@@ -264,6 +265,7 @@ impl Sfu {
             next_id: 0,
             transmits: VecDeque::new(),
             signals: VecDeque::new(),
+            reports: VecDeque::new(),
             to_forward: Vec::new(),
             forward_spare: Vec::new(),
             failed: Vec::new(),
@@ -468,6 +470,7 @@ impl Sfu {
             let why = if connected { "idle" } else { "never connected" };
             tracing::debug!(peer = id, why, "participant timed out");
             self.signals.push_back((id, Signal::Ended(why)));
+            self.report(id, false);
             self.leave(id, now);
         }
         let due: Vec<PeerId> = self
@@ -504,6 +507,21 @@ impl Sfu {
     /// The next message to deliver to a participant.
     pub fn poll_signal(&mut self) -> Option<(PeerId, Signal)> {
         self.signals.pop_front()
+    }
+
+    /// The next change in whether a participant's media flows, for call control.
+    pub fn poll_media_report(&mut self) -> Option<MediaReport> {
+        self.reports.pop_front()
+    }
+
+    fn report(&mut self, id: PeerId, flowing: bool) {
+        if let Some(p) = self.peers.get(&id) {
+            self.reports.push_back(MediaReport {
+                room: p.room.clone(),
+                identity: p.identity.clone(),
+                flowing,
+            });
+        }
     }
 
     /// Participants here now.
@@ -653,6 +671,7 @@ impl Sfu {
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.connected = true;
                 }
+                self.report(id, true);
             }
             Event::KeyframeRequest(k) => self.keyframe_requests.push((id, k.mid, k.kind)),
             Event::MediaEgressStats(s) => self.on_egress_stats(id, &s),
@@ -661,7 +680,15 @@ impl Sfu {
                     peer.estimate = b.as_u64();
                 }
             }
-            Event::IceConnectionStateChange(s) => tracing::debug!(peer = id, state = ?s, "ice"),
+            Event::IceConnectionStateChange(s) => {
+                tracing::debug!(peer = id, state = ?s, "ice");
+                let connected = self.peers.get(&id).is_some_and(|p| p.connected);
+                match s {
+                    IceConnectionState::Disconnected if connected => self.report(id, false),
+                    IceConnectionState::Connected | IceConnectionState::Completed if connected => self.report(id, true),
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }
@@ -772,6 +799,7 @@ impl Sfu {
         for id in std::mem::take(&mut self.failed) {
             if self.peers.contains_key(&id) {
                 self.signals.push_back((id, Signal::Ended("error")));
+                self.report(id, false);
             }
             self.remove(id);
         }

@@ -63,6 +63,18 @@ pub struct Joined {
     pub participants: Vec<Participant>,
 }
 
+/// Whether a participant's media reaches the SFU, for call control: a call becomes active when media flows,
+/// and a participant whose media died gets a grace period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaReport {
+    /// The room.
+    pub room: String,
+    /// The participant's identity (its user id).
+    pub identity: String,
+    /// Connected now (true), or lost: timed out, failed, or ICE disconnected (false).
+    pub flowing: bool,
+}
+
 /// A message for the driver to deliver to a participant over its signaling channel.
 #[derive(Debug)]
 pub enum Signal {

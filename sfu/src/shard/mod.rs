@@ -4,7 +4,7 @@
 
 mod tcp;
 
-use crate::core::roster::{JoinRequest, Joined, Participant, PeerId, Signal};
+use crate::core::roster::{JoinRequest, Joined, MediaReport, Participant, PeerId, Signal};
 use crate::core::{JoinError, Limits, Preference, Sfu};
 use hualu_common::udp_batch::SendBatch;
 use mio::net::{TcpListener, UdpSocket};
@@ -101,7 +101,12 @@ pub struct ShardConfig {
     pub tcp_public: Option<SocketAddr>,
     /// The core's limits.
     pub limits: Limits,
+    /// Told when participants' media starts or dies.
+    pub observer: Option<Observer>,
 }
+
+/// Receives [`MediaReport`]s from the shard threads (call control, in `hualu up`).
+pub type Observer = std::sync::Arc<dyn Fn(MediaReport) + Send + Sync>;
 
 /// Counters a shard publishes once a second.
 #[derive(Default)]
@@ -133,6 +138,7 @@ pub struct Shard {
     out: SendBatch,
     stats: Stats,
     stopping: bool,
+    observer: Option<Observer>,
 }
 
 impl Shard {
@@ -172,6 +178,7 @@ impl Shard {
             out: SendBatch::new(),
             stats: Stats::default(),
             stopping: false,
+            observer: cfg.observer,
         };
         Ok((shard, waker))
     }
@@ -368,6 +375,11 @@ impl Shard {
             }
             if ended {
                 self.events.remove(&id);
+            }
+        }
+        while let Some(r) = self.sfu.poll_media_report() {
+            if let Some(o) = &self.observer {
+                o(r);
             }
         }
     }

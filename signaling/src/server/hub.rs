@@ -50,6 +50,8 @@ pub enum ToHub {
     },
     /// The socket closed: the session waits for `resume` for the grace period.
     Detach { session: String, generation: u64 },
+    /// The SFU reports whether `user`'s media flows in the room of `call`.
+    Media { call: String, user: String, flowing: bool },
 }
 
 /// A socket's session.
@@ -159,6 +161,9 @@ impl Hub {
                 let result = if r.is_ok() { "ok" } else { "error" };
                 metrics::counter!("hualu_signaling_commands_total", "command" => kind, "result" => result).increment(1);
                 self.send_now(&session, &protocol::reply(&id, &r));
+            }
+            ToHub::Media { call, user, flowing } => {
+                self.sb.media(&crate::core::CallId(call), &user, flowing, now);
             }
             ToHub::Detach { session, generation } => {
                 let Some(s) = self.sessions.get_mut(&session).filter(|s| s.generation == generation) else {

@@ -31,6 +31,27 @@ pub struct State {
     key: (String, String),
 }
 
+/// A handle on running call control, for the SFU in the same process.
+#[derive(Clone)]
+pub struct CallControl {
+    hub: mpsc::Sender<hub::ToHub>,
+}
+
+impl CallControl {
+    /// The SFU says whether `user`'s media flows in room `room` (a call's room is named by its call id).
+    /// Never blocks; a report that finds the hub's queue full is dropped (the next one corrects it).
+    pub fn media(&self, room: &str, user: &str, flowing: bool) {
+        let msg = hub::ToHub::Media {
+            call: room.to_string(),
+            user: user.to_string(),
+            flowing,
+        };
+        if self.hub.try_send(msg).is_err() {
+            tracing::warn!(room, user, flowing, "call control is busy; a media report was dropped");
+        }
+    }
+}
+
 /// Why call control could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -43,12 +64,13 @@ pub enum StartError {
 }
 
 /// Starts call control with rooms on `placement` (`None`: the SFU in this process, at `signaling.sfu_url`),
-/// and call events posted to `hooks`. Must run inside a tokio runtime. Returns the `/ws` routes.
+/// and call events posted to `hooks`. Must run inside a tokio runtime. Returns the `/ws` routes, and a handle
+/// for the SFU's media reports.
 pub fn start(
     config: &Config,
     placement: Option<Arc<dyn Placement>>,
     hooks: Option<Box<dyn HookSink>>,
-) -> Result<Router, StartError> {
+) -> Result<(Router, CallControl), StartError> {
     let s = &config.signaling;
     let key = config
         .auth
@@ -88,6 +110,7 @@ pub fn start(
         placement,
         hooks,
     );
+    let control = CallControl { hub: hub.clone() };
     let state = Arc::new(State {
         hub,
         verifier: Verifier::new(&config.auth.api_keys),
@@ -95,5 +118,5 @@ pub fn start(
         max_message: s.max_message_bytes,
         key,
     });
-    Ok(Router::new().route("/ws", get(ws::upgrade)).with_state(state))
+    Ok((Router::new().route("/ws", get(ws::upgrade)).with_state(state), control))
 }
