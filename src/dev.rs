@@ -41,24 +41,35 @@ fn turn_credentials(config: &mut Config) {
 }
 
 fn api_key(config: &mut Config) {
-    if !config.auth.api_keys.is_empty() {
-        return;
+    if config.auth.api_keys.is_empty() {
+        let secret = Alphanumeric.sample_string(&mut rand::rng(), 40);
+        config.auth.api_keys.insert("dev".into(), secret.clone());
+        println!("  API key:           dev / {secret}");
+        println!("  mint more:         hualu token --set auth.api_keys.dev={secret} --identity bob --room demo");
     }
-    let secret = Alphanumeric.sample_string(&mut rand::rng(), 40);
-    config.auth.api_keys.insert("dev".into(), secret.clone());
-    println!("  API key:           dev / {secret}");
-    println!("  mint more:         hualu token --set auth.api_keys.dev={secret} --identity bob --room demo");
-    let mut claims = Claims::new("dev", "alice", hualu_common::clock::unix_now(), 86_400);
-    claims.grants = Grants {
-        room: Some("demo".into()),
-        publish: true,
-        subscribe: true,
+    let Some((key, secret)) = config.auth.api_keys.iter().next() else { return };
+    let mint = |user: &str, device: Option<&str>, room: Option<&str>| {
+        let mut claims = Claims::new(key, user, hualu_common::clock::unix_now(), 86_400);
+        claims.device = device.map(str::to_string);
+        if room.is_some() {
+            claims.grants = Grants {
+                room: room.map(str::to_string),
+                publish: true,
+                subscribe: true,
+            };
+        }
+        token::mint(secret, &claims).ok()
     };
-    if let Ok(t) = token::mint(&secret, &claims) {
+    let http = config.http.listen;
+    if let Some(t) = mint("alice", None, Some("demo")) {
         println!("  room token:        {t} (alice in room demo, valid 24 h)");
-        println!(
-            "  join:              ws://{}/rtc?access_token=<token>",
-            config.http.listen
-        );
+        println!("  join:              ws://{http}/rtc?access_token=<token>");
     }
+    for user in ["alice", "bob"] {
+        if let Some(t) = mint(user, Some("web"), None) {
+            println!("  call token:        {t} ({user} on device web, valid 24 h)");
+        }
+    }
+    println!("  calls:             ws://{http}/ws?access_token=<call token>");
+    println!("  more call tokens:  http://{http}/dev/token?user=carol&device=web");
 }

@@ -202,3 +202,23 @@ fn an_answered_call_carries_audio_both_ways_through_the_sfu() {
     assert_eq!(r["type"], "reply");
     assert_eq!(alice.wait("ended")["reason"], "hangup");
 }
+
+#[test]
+fn dev_mode_prints_call_tokens_and_mints_more_for_the_demo_page() {
+    let s = SfuServer::start_with("up --dev", "");
+    assert!(s.log_tail(80).contains("call token:"), "{}", s.log_tail(80));
+    let r =
+        common::http::request(s.http_addr(), "GET", "/dev/token?user=carol&device=web", &[], "").expect("an answer");
+    assert_eq!(r.status, 200, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let token = v["access_token"].as_str().expect("a token");
+    let carol = Phone::connect(s.http_addr(), token, "");
+    assert_eq!(carol.welcome["user"], "carol");
+    assert_eq!(carol.welcome["device"], "web");
+    let r = common::http::request(s.http_addr(), "GET", "/dev/token?user=&device=web", &[], "").expect("answer");
+    assert_eq!(r.status, 400, "an empty user is refused: {r:?}");
+
+    let prod = server();
+    let r = common::http::request(prod.http_addr(), "GET", "/dev/token?user=carol", &[], "").expect("answer");
+    assert_eq!(r.status, 404, "never on outside dev mode");
+}

@@ -32,13 +32,14 @@ impl SfuServer {
         Self::start_with("sfu", "")
     }
 
-    /// Starts `hualu <command>` with `extra` appended to the config, and waits until `/readyz` answers 200.
+    /// Starts `hualu <command>` (its words split at spaces) with `extra` appended to the config, and waits until `/readyz` answers 200.
     pub fn start_with(command: &str, extra: &str) -> SfuServer {
         let block = PortBlock::claim();
         let dir = TempDir::new("sfu");
         let config = dir.path().join("hualu.toml");
         fs::write(&config, toml(&block) + extra).expect("write the test config");
-        let args = vec![command.into(), "--config".into(), config.display().to_string()];
+        let mut args: Vec<String> = command.split_whitespace().map(String::from).collect();
+        args.extend(["--config".into(), config.display().to_string()]);
         let log = dir.path().join("server.log");
         let child = spawn_logged(env!("CARGO_BIN_EXE_hualu"), &args, &log);
         let mut server = SfuServer { child, dir, block };
