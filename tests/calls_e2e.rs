@@ -222,3 +222,56 @@ fn dev_mode_prints_call_tokens_and_mints_more_for_the_demo_page() {
     let r = common::http::request(prod.http_addr(), "GET", "/dev/token?user=carol", &[], "").expect("answer");
     assert_eq!(r.status, 404, "never on outside dev mode");
 }
+
+#[test]
+fn webhooks_reach_a_receiver_that_fails_twice_signed_and_deduplicable() {
+    let hooks = common::hooks::Receiver::start(2);
+    let secret = "an-e2e-webhook-secret";
+    let extra = format!(
+        "\n[signaling]\nring_timeout_secs = 2\nwebhook_url = \"http://{}/hooks\"\nwebhook_secret = \"{secret}\"\n",
+        hooks.addr
+    );
+    let s = SfuServer::start_with("up", &extra);
+    let mut alice = phone(&s, "alice", "phone");
+    let mut bob = phone(&s, "bob", "phone");
+    let call = invite(&mut alice, &["bob"]);
+    bob.wait("incoming");
+    bob.request(json!({"type": "decline", "key": "d", "call": call}));
+    alice.wait("ended");
+    let kinds = |seen: &[common::hooks::Posted]| -> Vec<String> {
+        let mut k: Vec<String> = seen
+            .iter()
+            .map(|p| p.json()["type"].as_str().unwrap_or("").to_string())
+            .collect();
+        k.dedup();
+        k
+    };
+    let seen = hooks.wait(Duration::from_secs(15), |seen| {
+        let k = kinds(seen);
+        k.contains(&"call.invite".to_string()) && k.contains(&"call.ended".to_string()) && seen.len() >= 4
+    });
+    assert!(seen.len() >= 4, "2 failed attempts, then invite and ended: {seen:?}");
+    for p in &seen {
+        let sig = p.header("x-hualu-signature");
+        assert!(
+            hualu_signaling::webhook::verify(secret.as_bytes(), &p.body, sig),
+            "signature on {p:?}"
+        );
+        assert_eq!(p.header("x-hualu-webhook-id"), p.json()["id"].as_str().unwrap_or("-"));
+    }
+    let invites: Vec<_> = seen.iter().filter(|p| p.json()["type"] == "call.invite").collect();
+    assert!(invites.len() >= 2, "the invite was retried: {seen:?}");
+    let ids: std::collections::BTreeSet<_> = invites.iter().map(|p| p.header("x-hualu-webhook-id")).collect();
+    assert_eq!(ids.len(), 1, "a retry keeps its id, so the app can de-duplicate");
+    let ended = seen
+        .iter()
+        .find(|p| p.json()["type"] == "call.ended")
+        .expect("call.ended");
+    let data = &ended.json()["data"];
+    assert_eq!(data["call"], call.as_str());
+    assert_eq!(data["reason"], "declined");
+    assert_eq!(data["participants"], json!(["alice"]));
+    let invite = invites[0].json();
+    assert_eq!(invite["data"]["to"], json!(["bob"]));
+    assert_eq!(invite["data"]["from"], "alice");
+}

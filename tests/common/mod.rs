@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+pub mod hooks;
 pub mod http;
 pub mod phone;
 pub mod ports;

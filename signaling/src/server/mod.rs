@@ -12,6 +12,7 @@ pub use placement::{LocalSfu, PlaceError, Placement};
 pub use protocol::VERSION;
 
 use crate::core::Limits;
+use crate::webhook::{WebhookConfig, Webhooks};
 use axum::routing::get;
 use axum::Router;
 use hualu_common::config::Config;
@@ -88,8 +89,8 @@ pub enum StartError {
 }
 
 /// Starts call control with rooms on `placement` (`None`: the SFU in this process, at `signaling.sfu_url`),
-/// and call events posted to `hooks`. Must run inside a tokio runtime. Returns the `/ws` routes, and a handle
-/// for the SFU's media reports.
+/// and call events posted to `hooks` (`None`: to `signaling.webhook_url`, if set). Must run inside a tokio
+/// runtime. Returns the `/ws` routes, and a handle for the SFU's media reports.
 pub fn start(
     config: &Config,
     placement: Option<Arc<dyn Placement>>,
@@ -115,11 +116,16 @@ pub fn start(
             turn: TurnServers::from_config(config),
         })
     });
-    if !s.webhook_url.is_empty() && hooks.is_none() {
-        return Err(StartError::Webhooks(
-            "signaling.webhook_url is set, but no sender was given".into(),
-        ));
-    }
+    let hooks = match (hooks, s.webhook_url.as_str()) {
+        (Some(h), _) => Some(h),
+        (None, "") => None,
+        (None, url) => {
+            let mut w = WebhookConfig::new(url, &s.webhook_secret);
+            w.max_attempts = s.webhook_attempts;
+            let w = Webhooks::start(w).map_err(|e| StartError::Webhooks(e.to_string()))?;
+            Some(Box::new(w) as Box<dyn HookSink>)
+        }
+    };
     let limits = Limits {
         ring_timeout: Duration::from_secs(s.ring_timeout_secs),
         grace: Duration::from_secs(s.grace_secs),
@@ -148,4 +154,10 @@ pub fn start(
         routes = routes.route("/dev/token", get(dev_token));
     }
     Ok((routes.with_state(state), control))
+}
+
+impl HookSink for Webhooks {
+    fn post(&self, kind: &str, data: serde_json::Value) {
+        self.send(kind, data);
+    }
 }
