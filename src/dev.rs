@@ -47,7 +47,9 @@ fn api_key(config: &mut Config) {
         println!("  API key:           dev / {secret}");
         println!("  mint more:         hualu token --set auth.api_keys.dev={secret} --identity bob --room demo");
     }
-    let Some((key, secret)) = config.auth.api_keys.iter().next() else { return };
+    let Some((key, secret)) = config.auth.api_keys.iter().next() else {
+        return;
+    };
     let mint = |user: &str, device: Option<&str>, room: Option<&str>| {
         let mut claims = Claims::new(key, user, hualu_common::clock::unix_now(), 86_400);
         claims.device = device.map(str::to_string);
