@@ -42,13 +42,17 @@ pub struct Config {
     pub signaling: SignalingConfig,
 }
 
-/// `[auth]`: the API keys an app's backend signs its users' access tokens with (HS256 JWTs, see
-/// [`crate::token`]). The key travels in the token's `kid` header; the secret never leaves the two backends.
+/// `[auth]`: the keys an app's backend signs its users' access tokens with (JWTs, see [`crate::token`]): HS256
+/// with a shared API key and secret, or ES256 with a key pair whose public half is configured here. The key id
+/// travels in the token's `kid` header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// API key = secret. Several at once allow rotation.
     pub api_keys: BTreeMap<String, String>,
+    /// Key id = ES256 public key (P-256), as PEM text or the path of a PEM file. The app's backend keeps the
+    /// private key; hualu only verifies.
+    pub es256_keys: BTreeMap<String, String>,
     /// Lifetime of tokens `hualu token` mints, in seconds.
     pub token_ttl_secs: u64,
 }
@@ -57,6 +61,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             api_keys: BTreeMap::new(),
+            es256_keys: BTreeMap::new(),
             token_ttl_secs: 3600,
         }
     }
@@ -82,6 +87,14 @@ impl AuthConfig {
                         crate::token::MIN_SECRET_LEN
                     ),
                 ));
+            }
+        }
+        for (key, pem) in &self.es256_keys {
+            if self.api_keys.contains_key(key) {
+                return Err(invalid("auth.es256_keys", format!("key {key:?} is also an API key")));
+            }
+            if let Err(e) = crate::token::es256_key(pem) {
+                return Err(invalid("auth.es256_keys", format!("key {key:?}: {e}")));
             }
         }
         if self.token_ttl_secs == 0 || self.token_ttl_secs > crate::token::MAX_TTL_SECS {

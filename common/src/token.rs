@@ -1,4 +1,5 @@
-//! Access tokens: HS256 JSON Web Tokens signed with the secret of an API key from `[auth].api_keys`.
+//! Access tokens: JSON Web Tokens signed with HS256 and the secret of an API key from `[auth].api_keys`, or with
+//! ES256 and a private key whose public half is in `[auth].es256_keys`.
 //!
 //! An app's backend (or `hualu token`, for development) mints one per user session; the client presents it to
 //! hualu's services, which check the signature, the time window and the grants. The API key rides in the JWT
@@ -104,9 +105,12 @@ pub enum TokenError {
     /// Not a JWT at all, or not one of ours.
     #[error("malformed token: {0}")]
     Malformed(String),
-    /// Signed with an algorithm other than HS256.
-    #[error("token must be signed with HS256")]
+    /// Signed with an algorithm other than the one its key uses (HS256 for API keys, ES256 for public keys).
+    #[error("token must be signed with HS256 (API keys) or ES256 (public keys), as its kid's key is")]
     WrongAlgorithm,
+    /// A configured ES256 public key does not load.
+    #[error("bad ES256 public key: {0}")]
+    BadKey(String),
     /// No `kid` header naming the API key.
     #[error("token has no kid header naming its API key")]
     NoKeyId,
@@ -136,9 +140,19 @@ pub fn mint(secret: &str, claims: &Claims) -> Result<String, TokenError> {
         .map_err(|e| TokenError::Malformed(e.to_string()))
 }
 
-/// Checks tokens against the configured API keys.
+/// An ES256 public key from PEM text, or from the PEM file at that path.
+pub fn es256_key(pem_or_path: &str) -> Result<DecodingKey, TokenError> {
+    let pem = if pem_or_path.trim_start().starts_with("-----BEGIN") {
+        pem_or_path.to_string()
+    } else {
+        std::fs::read_to_string(pem_or_path).map_err(|e| TokenError::BadKey(format!("{pem_or_path}: {e}")))?
+    };
+    DecodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| TokenError::BadKey(e.to_string()))
+}
+
+/// Checks tokens against the configured keys.
 pub struct Verifier {
-    keys: HashMap<String, DecodingKey>,
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
 }
 
 impl Verifier {
@@ -146,9 +160,24 @@ impl Verifier {
     pub fn new(api_keys: &BTreeMap<String, String>) -> Self {
         let keys = api_keys
             .iter()
-            .map(|(k, s)| (k.clone(), DecodingKey::from_secret(s.as_bytes())))
+            .map(|(k, s)| (k.clone(), (Algorithm::HS256, DecodingKey::from_secret(s.as_bytes()))))
             .collect();
         Self { keys }
+    }
+
+    /// A verifier for every key in `[auth]`: API keys (HS256) and public keys (ES256). Public keys that do
+    /// not load are left out with an error log (config validation refuses them first).
+    pub fn from_auth(auth: &crate::config::AuthConfig) -> Self {
+        let mut v = Self::new(&auth.api_keys);
+        for (kid, pem) in &auth.es256_keys {
+            match es256_key(pem) {
+                Ok(k) => {
+                    v.keys.insert(kid.clone(), (Algorithm::ES256, k));
+                }
+                Err(e) => tracing::error!(kid, error = %e, "ES256 key left out"),
+            }
+        }
+        v
     }
 
     /// The claims of `token` if it is well formed, signed by a configured key and valid at `now`.
@@ -157,13 +186,16 @@ impl Verifier {
             return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_LEN} bytes")));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        if header.alg != Algorithm::HS256 {
+        if !matches!(header.alg, Algorithm::HS256 | Algorithm::ES256) {
             return Err(TokenError::WrongAlgorithm);
         }
         let kid = header.kid.ok_or(TokenError::NoKeyId)?;
-        let key = self.keys.get(&kid).ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+        let (alg, key) = self.keys.get(&kid).ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+        if *alg != header.alg {
+            return Err(TokenError::WrongAlgorithm);
+        }
         // Time is checked below against the `now` passed in, not the system clock.
-        let mut v = Validation::new(Algorithm::HS256);
+        let mut v = Validation::new(*alg);
         v.validate_exp = false;
         v.validate_nbf = false;
         v.set_required_spec_claims(&["exp", "nbf", "sub", "iss"]);
@@ -302,5 +334,68 @@ mod tests {
         let got = verifier().verify(&token, NOW).expect("verifies");
         assert_eq!(got.grants, Grants::default());
         assert_eq!(got.device, None);
+    }
+
+    /// A P-256 key pair made for these tests (`openssl ecparam -name prime256v1 -genkey`), standing in for an
+    /// app backend's.
+    const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgyo86ekbG9EjEtug5\nFUoBue/P2Om6H2y2tUKNoconsGqhRANCAARzvhhyyICR0WVbT3F+LrxqSQ+Hzd4x\nGqp+Bal26n4mqL/uIUrpUjq6ILD4kBORlhy/Sof9cB4lIuiA+YLMyWO1\n-----END PRIVATE KEY-----\n";
+    const EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEc74YcsiAkdFlW09xfi68akkPh83e\nMRqqfgWpdup+Jqi/7iFK6VI6uiCw+JATkZYcv0qH/XAeJSLogPmCzMljtQ==\n-----END PUBLIC KEY-----\n";
+
+    fn es256_token(c: &Claims) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(c.iss.clone());
+        let key = EncodingKey::from_ec_pem(EC_PRIVATE.as_bytes()).expect("private key");
+        jsonwebtoken::encode(&header, c, &key).expect("encodes")
+    }
+
+    fn es256_verifier() -> Verifier {
+        let mut auth = crate::config::AuthConfig::default();
+        auth.api_keys.insert("app1".into(), SECRET.into());
+        auth.es256_keys.insert("backend-2026".into(), EC_PUBLIC.into());
+        Verifier::from_auth(&auth)
+    }
+
+    #[test]
+    fn es256_tokens_from_the_apps_backend_verify_with_its_public_key() {
+        let mut c = claims();
+        c.iss = "backend-2026".into();
+        let v = es256_verifier();
+        assert_eq!(v.verify(&es256_token(&c), NOW), Ok(c.clone()));
+        assert_eq!(
+            v.verify(&mint(SECRET, &claims()).expect("mints"), NOW),
+            Ok(claims()),
+            "HS256 still works"
+        );
+        // Change a character well inside the signature (the last one carries unused bits).
+        let token = es256_token(&c);
+        let at = token.len() - 10;
+        let swap = if &token[at..=at] == "A" { "B" } else { "A" };
+        let tampered = format!("{}{swap}{}", &token[..at], &token[at + 1..]);
+        assert!(v.verify(&tampered, NOW).is_err(), "a changed signature fails");
+    }
+
+    #[test]
+    fn a_key_takes_only_its_own_algorithm() {
+        let v = es256_verifier();
+        let mut c = claims();
+        c.iss = "backend-2026".into();
+        // HS256 keyed with the public key's text: the classic confusion attack.
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("backend-2026".into());
+        let confused =
+            jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(EC_PUBLIC.as_bytes())).expect("encodes");
+        assert_eq!(v.verify(&confused, NOW), Err(TokenError::WrongAlgorithm));
+        let mut c1 = claims();
+        c1.iss = "app1".into();
+        assert_eq!(v.verify(&es256_token(&c1), NOW), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn a_bad_public_key_is_a_clear_error() {
+        assert!(matches!(
+            es256_key("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"),
+            Err(TokenError::BadKey(_))
+        ));
+        assert!(matches!(es256_key("/nonexistent/key.pem"), Err(TokenError::BadKey(_))));
     }
 }

@@ -73,7 +73,7 @@ impl RtcState {
     pub fn new(node: Arc<Node>, config: &Config) -> Arc<Self> {
         Arc::new(Self {
             node,
-            verifier: Verifier::new(&config.auth.api_keys),
+            verifier: Verifier::from_auth(&config.auth),
             turn: TurnServers::from_config(config),
             grace: Duration::from_secs(config.sfu.resume_grace_secs),
             sessions: Mutex::new(HashMap::new()),

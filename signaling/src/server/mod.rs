@@ -143,7 +143,7 @@ pub fn start(
     let control = CallControl { hub: hub.clone() };
     let state = Arc::new(State {
         hub,
-        verifier: Verifier::new(&config.auth.api_keys),
+        verifier: Verifier::from_auth(&config.auth),
         limiter: limit::Limiter::new(s.user_rate, s.user_burst, s.ip_rate, s.ip_burst),
         max_message: s.max_message_bytes,
         key,
