@@ -275,3 +275,17 @@ fn webhooks_reach_a_receiver_that_fails_twice_signed_and_deduplicable() {
     assert_eq!(invite["data"]["to"], json!(["bob"]));
     assert_eq!(invite["data"]["from"], "alice");
 }
+
+#[test]
+fn a_long_session_gets_a_fresh_token_before_its_own_expires() {
+    let s = server();
+    // Expiring in 302 s: the refresh is due 5 minutes before, so in about 2 s.
+    let mut alice = Phone::connect(s.http_addr(), &s.user_token("alice", "phone", 302), "");
+    let t = alice.try_wait("token", Duration::from_secs(8)).expect("a fresh token");
+    let token = t["access_token"].as_str().expect("token");
+    let now = hualu_common::clock::unix_now();
+    assert!(t["expires_at"].as_u64().is_some_and(|e| e > now + 302), "{t}");
+    let again = Phone::connect(s.http_addr(), token, "");
+    assert_eq!(again.welcome["user"], "alice");
+    assert_eq!(again.welcome["device"], "phone");
+}
