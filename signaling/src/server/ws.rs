@@ -57,8 +57,13 @@ pub async fn upgrade(
     let device = Device::new(&claims.sub, claims.device.as_deref().unwrap_or("default"));
     let resume = q.session.zip(q.last_seq.or(Some(0)));
     let max = st.max_message;
+    // Small buffers: most devices sit idle for hours, and tungstenite's defaults (128 KiB each way) would
+    // dominate the memory of an idle connection.
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
         .on_upgrade(move |socket| serve(st, socket, device, claims, resume, peer))
 }
 
