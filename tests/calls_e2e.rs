@@ -289,3 +289,65 @@ fn a_long_session_gets_a_fresh_token_before_its_own_expires() {
     assert_eq!(again.welcome["user"], "alice");
     assert_eq!(again.welcome["device"], "phone");
 }
+
+#[test]
+fn glare_busy_and_cancel() {
+    let s = server();
+    let mut alice = phone(&s, "alice", "phone");
+    let mut bob = phone(&s, "bob", "phone");
+    let mut carol = phone(&s, "carol", "phone");
+    // Glare: both call each other; bob's invite answers alice's older call.
+    let call = invite(&mut alice, &["bob"]);
+    assert_eq!(bob.wait("incoming")["call"], call.as_str());
+    let r = bob.request(json!({"type": "invite", "key": "g", "to": ["alice"]}));
+    assert_eq!(
+        (r["call"].as_str(), r["merged"].as_bool()),
+        (Some(call.as_str()), Some(true)),
+        "{r}"
+    );
+    assert_eq!(alice.wait("answered")["user"], "bob");
+    bob.wait("join");
+    // Busy: carol calls bob, who is in a call and takes no call waiting.
+    let busy = invite(&mut carol, &["bob"]);
+    assert_eq!(carol.wait("busy")["user"], "bob");
+    let ended = carol.wait("ended");
+    assert_eq!(
+        (ended["call"].as_str(), ended["reason"].as_str()),
+        (Some(busy.as_str()), Some("busy"))
+    );
+    // Call waiting on: the same call rings bob as waiting; carol cancels it.
+    let r = bob.request(json!({"type": "settings", "call_waiting": true}));
+    assert_eq!(r["type"], "reply", "{r}");
+    let waiting = r#"{"type":"invite","id":9,"key":"w","to":["bob"]}"#;
+    carol.send_text(waiting);
+    let inc = bob.wait("incoming");
+    assert_eq!(inc["waiting"], true, "{inc}");
+    let r = carol.request(json!({"type": "cancel", "key": "c", "call": inc["call"]}));
+    assert_eq!(r["type"], "reply", "{r}");
+    assert_eq!(bob.wait("cancelled")["call"], inc["call"]);
+}
+
+#[test]
+fn a_group_call_grows_and_the_last_one_out_ends_it() {
+    let s = server();
+    let [mut a, mut b, mut c, mut d] = ["alice", "bob", "carol", "dan"].map(|u| phone(&s, u, "phone"));
+    let call = invite(&mut a, &["bob", "carol"]);
+    for p in [&mut b, &mut c] {
+        let inc = p.wait("incoming");
+        let r = p.request(json!({"type": "accept", "key": "a", "call": inc["call"]}));
+        assert_eq!(r["type"], "reply", "{r}");
+        p.wait("join");
+    }
+    let r = b.request(json!({"type": "invite", "key": "more", "to": ["dan"], "call": call}));
+    assert_eq!(r["call"], call.as_str(), "{r}");
+    let inc = d.wait("incoming");
+    assert_eq!(inc["members"], json!(["alice", "bob", "carol"]));
+    d.request(json!({"type": "accept", "key": "a", "call": call}));
+    assert_eq!(d.wait("join")["room"], call.as_str());
+    a.request(json!({"type": "hangup", "key": "h", "call": call}));
+    assert_eq!(b.wait("left")["user"], "alice", "one leaving does not end it");
+    for p in [&mut b, &mut c] {
+        p.request(json!({"type": "hangup", "key": "h", "call": call}));
+    }
+    assert_eq!(d.wait("ended")["reason"], "hangup", "the last one out");
+}

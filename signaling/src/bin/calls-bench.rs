@@ -125,14 +125,26 @@ async fn pair(http: SocketAddr, p: usize, end: Instant) -> (u64, Histogram<u64>)
     let mut n = 0u64;
     while Instant::now() < end {
         let sent = Instant::now();
-        send(&mut a, json!({"type": "invite", "id": n, "key": format!("i{n}"), "to": [callee_id]})).await;
+        send(
+            &mut a,
+            json!({"type": "invite", "id": n, "key": format!("i{n}"), "to": [callee_id]}),
+        )
+        .await;
         let inc = next(&mut b, "incoming").await;
         h.saturating_record(sent.elapsed().as_micros() as u64);
         let call = inc["call"].clone();
-        send(&mut b, json!({"type": "accept", "id": n, "key": format!("a{n}"), "call": call})).await;
+        send(
+            &mut b,
+            json!({"type": "accept", "id": n, "key": format!("a{n}"), "call": call}),
+        )
+        .await;
         next(&mut a, "answered").await;
         n += 1;
-        send(&mut a, json!({"type": "hangup", "id": n, "key": format!("h{n}"), "call": call})).await;
+        send(
+            &mut a,
+            json!({"type": "hangup", "id": n, "key": format!("h{n}"), "call": call}),
+        )
+        .await;
         next(&mut b, "ended").await;
     }
     (n, h)
@@ -189,8 +201,18 @@ impl Server {
             .args(["--set", &format!("http.listen=\"127.0.0.1:{p}\"")])
             .args(["--set", &format!("metrics.listen=\"127.0.0.1:{}\"", p + 1)])
             .args(["--set", &format!("auth.api_keys.{KEY}=\"{SECRET}\"")])
-            .args(["--set", "signaling.user_rate=1000000.0", "--set", "signaling.user_burst=1000000.0"])
-            .args(["--set", "signaling.ip_rate=1000000.0", "--set", "signaling.ip_burst=1000000.0"])
+            .args([
+                "--set",
+                "signaling.user_rate=1000000.0",
+                "--set",
+                "signaling.user_burst=1000000.0",
+            ])
+            .args([
+                "--set",
+                "signaling.ip_rate=1000000.0",
+                "--set",
+                "signaling.ip_burst=1000000.0",
+            ])
             .stdout(Stdio::null());
         let child = cmd
             .spawn()
