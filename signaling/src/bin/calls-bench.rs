@@ -214,16 +214,19 @@ impl Server {
                 "signaling.ip_burst=1000000.0",
             ])
             .stdout(Stdio::null());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", args.hualu));
+        let server = Server {
+            child: cmd
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", args.hualu)),
+        };
         let http = SocketAddr::from(([127, 0, 0, 1], p));
         for _ in 0..100 {
             if std::net::TcpStream::connect(http).is_ok() {
-                return Server { child };
+                return server;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        // Dropping the server kills and reaps it.
         panic!("the server did not listen on {http} within 10 s");
     }
 
