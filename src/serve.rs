@@ -7,7 +7,8 @@ use hualu_common::config::Config;
 use hualu_common::http::{self, Health};
 use hualu_sfu::signaling::{self, RtcState};
 use hualu_sfu::Node;
-use hualu_signaling::server::CallControl;
+use hualu_signaling::server::placement::CloseRoom;
+use hualu_signaling::server::{CallControl, LocalSfu, Placement};
 use hualu_turn::Relay;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -157,12 +158,22 @@ fn serve_api(
 ) -> anyhow::Result<std::net::SocketAddr> {
     let build = || -> anyhow::Result<axum::Router> {
         let mut app = axum::Router::new();
+        let sfu_here = sfu.clone();
         if let Some(node) = sfu {
             app = app.merge(signaling::router(RtcState::new(node, config)));
         }
         if signaling {
+            // With the SFU here, an ended call's room is closed on it.
+            let placement = sfu_here.map(|node| {
+                let key = config.auth.api_keys.iter().next().map(|(k, v)| (k.clone(), v.clone()));
+                let close: CloseRoom = Box::new(move |room: &str| {
+                    node.close_room(room);
+                });
+                let local = LocalSfu::from_config(config, key.unwrap_or_default(), Some(close));
+                Arc::new(local) as Arc<dyn Placement>
+            });
             let (routes, control) =
-                hualu_signaling::server::start(config, None, None).context("starting call control")?;
+                hualu_signaling::server::start(config, placement, None).context("starting call control")?;
             let _ = calls.set(control);
             app = app.merge(routes);
         }

@@ -201,6 +201,10 @@ fn an_answered_call_carries_audio_both_ways_through_the_sfu() {
     let r = bob.request(json!({"type": "hangup", "key": "h", "call": call}));
     assert_eq!(r["type"], "reply");
     assert_eq!(alice.wait("ended")["reason"], "hangup");
+    let closed = run_until(&mut [&mut a], Duration::from_secs(5), |cs| {
+        cs[0].of_type("left").iter().any(|m| m["reason"] == "the call ended")
+    });
+    assert!(closed, "the call's room closes with it: {:?}", a.messages);
 }
 
 #[test]

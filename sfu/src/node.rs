@@ -80,6 +80,11 @@ impl Node {
         ((id >> 40) as usize).min(self.shards.len() - 1)
     }
 
+    /// Ends room `room` on its shard: everyone in it leaves. False if the shard has stopped.
+    pub fn close_room(&self, room: &str) -> bool {
+        self.send(self.shard_of(room), Command::CloseRoom(room.to_string()))
+    }
+
     /// Queues a command for a shard and wakes it. False if the shard has stopped.
     pub fn send(&self, shard: usize, cmd: Command) -> bool {
         let Some(s) = self.shards.get(shard) else { return false };

@@ -395,6 +395,15 @@ impl Sfu {
         self.after_call(now);
     }
 
+    /// Ends the room: every participant's session ends with `why` (call control closes a call's room when
+    /// the call ends).
+    pub fn close_room(&mut self, room: &str, why: &'static str, now: Instant) {
+        for id in self.rooms.get(room).cloned().unwrap_or_default() {
+            self.signals.push_back((id, Signal::Ended(why)));
+            self.leave(id, now);
+        }
+    }
+
     /// Participant `id` muted or unmuted its track `track`; the others are told. False if it has no such track.
     pub fn set_muted(&mut self, id: PeerId, track: &str, muted: bool) -> bool {
         let Some(peer) = self.peers.get_mut(&id) else {

@@ -83,6 +83,8 @@ pub enum Command {
     Attach(PeerId, EventTx, Option<SdpOffer>, oneshot::Sender<Option<Resumed>>),
     /// The participant leaves.
     Leave(PeerId),
+    /// The room ends: everyone in it leaves (the call it carried ended).
+    CloseRoom(String),
     /// The shard stops.
     Stop,
 }
@@ -348,6 +350,7 @@ impl Shard {
                 self.sfu.leave(id, now);
                 self.events.remove(&id);
             }
+            Command::CloseRoom(room) => self.sfu.close_room(&room, "the call ended", now),
             Command::Stop => self.stopping = true,
         }
     }

@@ -56,6 +56,25 @@ async fn dev_token(
     }
 }
 
+impl LocalSfu {
+    /// The SFU at `signaling.sfu_url` (default: this process's `/rtc`), with room tokens signed by `key` and
+    /// rooms ended through `close_room`.
+    pub fn from_config(config: &Config, key: (String, String), close_room: Option<placement::CloseRoom>) -> Self {
+        let s = &config.signaling;
+        let sfu_url = match s.sfu_url.as_str() {
+            "" => format!("ws://{}/rtc", config.http.listen),
+            url => url.to_string(),
+        };
+        LocalSfu {
+            sfu_url,
+            key,
+            token_ttl_secs: s.room_token_ttl_secs,
+            turn: TurnServers::from_config(config),
+            close_room,
+        }
+    }
+}
+
 /// A handle on running call control, for the SFU in the same process.
 #[derive(Clone)]
 pub struct CallControl {
@@ -88,7 +107,7 @@ pub enum StartError {
     Webhooks(String),
 }
 
-/// Starts call control with rooms on `placement` (`None`: the SFU in this process, at `signaling.sfu_url`),
+/// Starts call control with rooms on `placement` (`None`: [`LocalSfu::from_config`], without closing rooms),
 /// and call events posted to `hooks` (`None`: to `signaling.webhook_url`, if set). Must run inside a tokio
 /// runtime. Returns the `/ws` routes, and a handle for the SFU's media reports.
 pub fn start(
@@ -104,18 +123,7 @@ pub fn start(
         .next()
         .map(|(k, v)| (k.clone(), v.clone()))
         .ok_or(StartError::NoApiKey)?;
-    let placement = placement.unwrap_or_else(|| {
-        let sfu_url = match s.sfu_url.as_str() {
-            "" => format!("ws://{}/rtc", config.http.listen),
-            url => url.to_string(),
-        };
-        Arc::new(LocalSfu {
-            sfu_url,
-            key: key.clone(),
-            token_ttl_secs: s.room_token_ttl_secs,
-            turn: TurnServers::from_config(config),
-        })
-    });
+    let placement = placement.unwrap_or_else(|| Arc::new(LocalSfu::from_config(config, key.clone(), None)));
     let hooks = match (hooks, s.webhook_url.as_str()) {
         (Some(h), _) => Some(h),
         (None, "") => None,

@@ -28,8 +28,12 @@ pub trait Placement: Send + Sync + 'static {
     fn close(&self, call: &CallId);
 }
 
+/// Ends a room on the SFU: everyone in it leaves.
+pub type CloseRoom = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The SFU in this process. Its rooms come into being when the first participant joins, so placing is
-/// bookkeeping only; joining mints a room token with the node's API key.
+/// bookkeeping only; joining mints a room token with the node's API key; closing ends the room, so nobody
+/// stays in a call that ended.
 pub struct LocalSfu {
     /// The room URL (`/rtc`).
     pub sfu_url: String,
@@ -39,6 +43,9 @@ pub struct LocalSfu {
     pub token_ttl_secs: u64,
     /// TURN servers, when the relay has a REST secret.
     pub turn: Option<TurnServers>,
+    /// Ends a room on the SFU; `None` when the SFU runs elsewhere (`hualu signaling`), whose participants
+    /// then leave by themselves.
+    pub close_room: Option<CloseRoom>,
 }
 
 impl Placement for LocalSfu {
@@ -62,6 +69,9 @@ impl Placement for LocalSfu {
     }
 
     fn close(&self, call: &CallId) {
+        if let Some(close) = &self.close_room {
+            close(&call.0);
+        }
         tracing::debug!(%call, "room closed");
     }
 }
