@@ -69,6 +69,11 @@ impl SfuServer {
         SocketAddr::from(([127, 0, 0, 1], self.block.port(Service::Peer) + 2))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The metrics address.
     pub fn metrics_addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.block.port(Service::Metrics)))
