@@ -3,6 +3,7 @@
 //! explains the scenarios, the metrics and how to read a report.
 
 pub mod audio;
+pub mod capacity;
 pub mod client;
 pub mod collector;
 pub mod impair;

@@ -127,7 +127,7 @@ fn next_arrival(s: &Scenario, mut t: f64, rng: &mut StdRng) -> Option<f64> {
     let exp = Exp::new(peak).ok()?;
     loop {
         t += exp.sample(rng);
-        if t >= s.duration_s {
+        if t >= s.placing_s() {
             return None;
         }
         if rng.random::<f64>() * peak <= s.rate_at(t) {
@@ -138,6 +138,9 @@ fn next_arrival(s: &Scenario, mut t: f64, rng: &mut StdRng) -> Option<f64> {
 
 fn peak_rate(s: &Scenario) -> f64 {
     use crate::scenario::Ramp;
+    if let Some(c) = &s.capacity {
+        return f64::from(c.max_calls) / s.mean_call_s();
+    }
     let mut peak = s.arrival.rate_per_s;
     match &s.arrival.ramp {
         Some(Ramp::Linear { from, to, .. }) => peak = from.max(*to),
@@ -171,6 +174,21 @@ fn draw_outcome(s: &Scenario, rng: &mut StdRng) -> Outcome {
     pick(&weights, rng).clone()
 }
 
+/// Draws a user free at `t` and not in `taken`, uniformly. Random draws find one quickly while most users are
+/// free; past a few misses the free users are listed (a plan of 100,000 calls over 10,000 users would
+/// otherwise scan every user for every call).
+fn pick_free(busy: &Busy, users: u32, t: f64, taken: &[u32], rng: &mut StdRng) -> Option<u32> {
+    let ok = |u: u32| busy.free(u, t) && !taken.contains(&u);
+    for _ in 0..16 {
+        let u = rng.random_range(0..users);
+        if ok(u) {
+            return Some(u);
+        }
+    }
+    let free: Vec<u32> = (0..users).filter(|u| ok(*u)).collect();
+    (!free.is_empty()).then(|| free[rng.random_range(0..free.len())])
+}
+
 /// Plans the call arriving at `t`, or `None` when too few users are free.
 fn plan_call(s: &Scenario, index: u32, t: f64, busy: &mut Busy, rng: &mut StdRng) -> Option<PlannedCall> {
     let group = rng.random::<f64>() * (s.mix.one_to_one + s.mix.group) >= s.mix.one_to_one;
@@ -181,15 +199,12 @@ fn plan_call(s: &Scenario, index: u32, t: f64, busy: &mut Busy, rng: &mut StdRng
     let hold_s = hold(s, rng);
     let device = rng.random_range(0..s.population.devices_per_user);
     let members = if group { s.mix.group_size } else { 2 };
-    let free: Vec<u32> = (0..s.population.users).filter(|u| busy.free(*u, t)).collect();
-    if (free.len() as u32) < members.min(2) {
-        return None;
-    }
-    let caller = free[rng.random_range(0..free.len())];
+    let users = s.population.users;
+    let caller = pick_free(busy, users, t, &[], rng)?;
     let mut callees = Vec::new();
     if outcome == Outcome::Busy {
         // A callee already in an answered call that lasts a while yet.
-        let targets: Vec<u32> = (0..s.population.users)
+        let targets: Vec<u32> = (0..users)
             .filter(|u| busy.in_call[*u as usize].is_some_and(|(from, to)| from + MARGIN_S <= t && t + MARGIN_S <= to))
             .collect();
         match targets.is_empty() {
@@ -198,12 +213,11 @@ fn plan_call(s: &Scenario, index: u32, t: f64, busy: &mut Busy, rng: &mut StdRng
         }
     }
     if callees.is_empty() {
-        let mut others: Vec<u32> = free.into_iter().filter(|u| *u != caller).collect();
+        let mut taken = vec![caller];
         for _ in 1..members {
-            if others.is_empty() {
-                return None;
-            }
-            callees.push(others.swap_remove(rng.random_range(0..others.len())));
+            let callee = pick_free(busy, users, t, &taken, rng)?;
+            taken.push(callee);
+            callees.push(callee);
         }
     }
     let end = match outcome {

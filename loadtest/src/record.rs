@@ -495,6 +495,9 @@ pub struct Summary {
     pub thresholds: Vec<ThresholdResult>,
     /// Every threshold passed.
     pub passed: bool,
+    /// Capacity mode's levels and the highest that held; its verdict is then the only threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::CapacityResult>,
 }
 
 impl Summary {
@@ -543,10 +546,19 @@ impl Summary {
             server,
             thresholds: Vec::new(),
             passed: true,
+            capacity: None,
         };
         summary.thresholds = thresholds.evaluate(&summary);
         summary.passed = summary.thresholds.iter().all(|t| t.passed);
         summary
+    }
+
+    /// Capacity mode: the levels replace the run-wide thresholds, and the verdict is whether a level of at
+    /// least `require` calls held.
+    pub fn set_capacity(&mut self, result: crate::capacity::CapacityResult, require: u32) {
+        self.thresholds = vec![result.verdict(require)];
+        self.passed = self.thresholds.iter().all(|t| t.passed);
+        self.capacity = Some(result);
     }
 
     /// The thresholds that failed; each displays as `min_mos_p50 (limit 4.0, measured 3.71)`.

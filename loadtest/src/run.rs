@@ -1,6 +1,7 @@
 //! A whole run: connect the population, place the plan's calls on time, fire the timed events, sample the
 //! servers every second, collect each call's record, and write the reports.
 
+use crate::capacity::{Progress, Tracker};
 use crate::client::device::{Cmd, Device, Report};
 use crate::client::{splitmix, Ctx};
 use crate::collector::Collector;
@@ -10,7 +11,7 @@ use crate::scenario::EventKind;
 use crate::server::{Rates, Sampler};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -38,12 +39,13 @@ pub async fn run(ctx: Arc<Ctx>, out: PathBuf, pids: Vec<u32>, quiet: bool) -> an
     let devices = connect_all(&ctx, report_tx).await?;
     let t0 = Instant::now();
     let placed = Arc::new(AtomicU32::new(0));
-    tokio::spawn(schedule(ctx.clone(), devices.clone(), t0, placed.clone()));
+    let halt = Arc::new(AtomicBool::new(false));
+    tokio::spawn(schedule(ctx.clone(), devices.clone(), t0, placed.clone(), halt.clone()));
     tokio::spawn(events(ctx.clone(), devices.clone(), t0));
     let mut sampler = Sampler::new(pids.clone(), ctx.scenario.servers.metrics.clone());
     let mut collector = Collector::new(t0);
     let mut jsonl = JsonlWriter::create(&out.join("calls.jsonl"))?;
-    let live = Live::new(ctx.scenario.duration_s, quiet);
+    let live = Live::new(ctx.scenario.placing_s(), quiet);
     let mut records: Vec<CallRecord> = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
     let mut tick = interval(Duration::from_secs(1));
@@ -55,10 +57,19 @@ pub async fn run(ctx: Arc<Ctx>, out: PathBuf, pids: Vec<u32>, quiet: bool) -> an
         .iter()
         .map(|c| c.at_s + c.ring_s + c.hold_s)
         .fold(0.0, f64::max);
-    let deadline = t0 + Duration::from_secs_f64(last_end.max(ctx.scenario.duration_s) + 60.0) + DRAIN;
+    let deadline = t0 + Duration::from_secs_f64(last_end.max(ctx.scenario.placing_s()) + 60.0) + DRAIN;
     let mut first = None;
     let mut placed_before = 0;
-    while records.len() < total && Instant::now() < deadline {
+    let mut capacity = Tracker::new(&ctx.scenario);
+    // Once capacity mode halts, no more calls are placed and the run ends when the ones placed are in.
+    let expected = |halted: bool| {
+        if halted {
+            placed.load(Ordering::Relaxed) as usize
+        } else {
+            total
+        }
+    };
+    while records.len() < expected(halt.load(Ordering::Relaxed)) && Instant::now() < deadline {
         tokio::select! {
             Some(report) = report_rx.recv() => {
                 let Some(plan) = ctx.plan.calls.get(report.index as usize) else { continue };
@@ -75,6 +86,11 @@ pub async fn run(ctx: Arc<Ctx>, out: PathBuf, pids: Vec<u32>, quiet: bool) -> an
                 placed_before = placed_now;
                 live.update(&sample);
                 samples.push(sample);
+                let now_s = t0.elapsed().as_secs_f64();
+                if capacity.as_mut().is_some_and(|c| c.poll(now_s, &ctx.plan, &records, &samples) == Progress::Done) {
+                    // A level broke, or the last one was judged: no more calls; the ones up run their course.
+                    halt.store(true, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -98,7 +114,7 @@ pub async fn run(ctx: Arc<Ctx>, out: PathBuf, pids: Vec<u32>, quiet: bool) -> an
     live.finish();
     records.sort_by_key(|r| r.index);
     let usage = usage(first, last, &samples, &records);
-    let summary = Summary::compute(
+    let mut summary = Summary::compute(
         &ctx.scenario.name,
         ctx.plan.seed,
         &started_at,
@@ -108,6 +124,9 @@ pub async fn run(ctx: Arc<Ctx>, out: PathBuf, pids: Vec<u32>, quiet: bool) -> an
         usage,
         &ctx.scenario.thresholds,
     );
+    if let (Some(tracker), Some(c)) = (capacity, &ctx.scenario.capacity) {
+        summary.set_capacity(tracker.finish(), c.require_calls.unwrap_or(c.start_calls));
+    }
     crate::report::write_all(&out, &records, &samples, &summary)?;
     Ok(Outcome { summary, out })
 }
@@ -156,10 +175,14 @@ fn pending_len(pop: &crate::scenario::Population) -> u32 {
     pop.users * pop.devices_per_user
 }
 
-/// Places each planned call at its time: the caller's device 0 invites (and, for glare, the callee's too).
-async fn schedule(ctx: Arc<Ctx>, devices: Devices, t0: Instant, placed: Arc<AtomicU32>) {
+/// Places each planned call at its time: the caller's device 0 invites (and, for glare, the callee's too). Stops
+/// placing once `halt` is set (capacity mode found its limit).
+async fn schedule(ctx: Arc<Ctx>, devices: Devices, t0: Instant, placed: Arc<AtomicU32>, halt: Arc<AtomicBool>) {
     for call in &ctx.plan.calls {
         sleep_until((t0 + Duration::from_secs_f64(call.at_s)).into()).await;
+        if halt.load(Ordering::Relaxed) {
+            return;
+        }
         let mut callers = vec![call.caller];
         if call.outcome == crate::record::Outcome::Glare {
             callers.extend(call.callees.first());

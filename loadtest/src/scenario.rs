@@ -15,7 +15,9 @@ pub struct Scenario {
     /// The seed of the run plan: the same seed gives the same plan.
     #[serde(default)]
     pub seed: u64,
-    /// How long calls are placed, in seconds. Calls still up then are hung up.
+    /// How long calls are placed, in seconds. Calls still up then are hung up. In capacity mode it may be left
+    /// out (0): the levels set the length; when given, it cuts the run short.
+    #[serde(default)]
     pub duration_s: f64,
     /// The servers under test.
     pub servers: Servers,
@@ -38,9 +40,32 @@ pub struct Scenario {
     /// The audio each client sends, and how it is scored.
     #[serde(default)]
     pub media: Media,
-    /// Pass or fail.
+    /// Pass or fail; in capacity mode, each level's.
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// Capacity mode: the load climbs in levels of concurrent calls until one breaks a threshold.
+    #[serde(default)]
+    pub capacity: Option<Capacity>,
+}
+
+/// Capacity mode (`[capacity]`): levels of concurrent calls, each held for `step_s`, from `start_calls` up by
+/// `step_calls` to `max_calls`. The arrival rate of each level is its calls over a call's mean length (Little's
+/// law), so `arrival.rate_per_s` and `arrival.ramp` are not used. A level holds when the calls that lived
+/// wholly inside it meet every `[thresholds]` limit; the run stops at the first level that breaks one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    /// Concurrent calls at the first level.
+    pub start_calls: u32,
+    /// Calls added at each level.
+    pub step_calls: u32,
+    /// The last level: the run ends here if nothing broke.
+    pub max_calls: u32,
+    /// Seconds each level lasts; at least twice a call's longest life plus 5 s.
+    pub step_s: f64,
+    /// The run fails (exit 1) unless a level of at least this many calls held (default: `start_calls`).
+    #[serde(default)]
+    pub require_calls: Option<u32>,
 }
 
 /// The servers under test.
@@ -426,7 +451,10 @@ impl Scenario {
                 Err(invalid(key, format!("must be between 0 and 1, not {v}")))
             }
         };
-        positive("duration_s", self.duration_s)?;
+        match &self.capacity {
+            None => positive("duration_s", self.duration_s)?,
+            Some(c) => self.check_capacity(c)?,
+        }
         if !self.servers.signaling.starts_with("ws://") && !self.servers.signaling.starts_with("wss://") {
             return Err(invalid("servers.signaling", "must be a ws:// or wss:// URL"));
         }
@@ -467,7 +495,7 @@ impl Scenario {
         for e in &self.events {
             share("events.share", e.share)?;
             positive("events.duration_s", e.duration_s)?;
-            if !(e.at_s >= 0.0 && e.at_s < self.duration_s) {
+            if !(e.at_s >= 0.0 && e.at_s < self.placing_s()) {
                 return Err(invalid("events.at_s", "must fall within the run"));
             }
         }
@@ -521,6 +549,9 @@ impl Scenario {
 
     /// The arrival rate at `t` seconds.
     pub fn rate_at(&self, t: f64) -> f64 {
+        if let Some(c) = &self.capacity {
+            return c.calls_at(t).map_or(0.0, |calls| f64::from(calls) / self.mean_call_s());
+        }
         match &self.arrival.ramp {
             None => self.arrival.rate_per_s,
             Some(Ramp::Linear { from, to, over_s }) if t < *over_s => from + (to - from) * t / over_s,
@@ -533,6 +564,83 @@ impl Scenario {
         }
     }
 
+    /// Seconds during which calls are placed: `duration_s`, or in capacity mode the levels' length (cut to
+    /// `duration_s` when that is given).
+    pub fn placing_s(&self) -> f64 {
+        match &self.capacity {
+            None => self.duration_s,
+            Some(c) if self.duration_s > 0.0 => c.length_s().min(self.duration_s),
+            Some(c) => c.length_s(),
+        }
+    }
+
+    /// A call's mean time from invite to hang-up as planned: the mean ring plus the mean hold.
+    pub fn mean_call_s(&self) -> f64 {
+        let (lo, hi) = self.outcomes.answer_after_s;
+        let hold = match self.arrival.hold {
+            Hold::Fixed { s } => s,
+            Hold::Uniform { min_s, max_s } => (min_s + max_s) / 2.0,
+            // The cut changes the mean a little; capacity runs should prefer fixed or uniform holds.
+            Hold::Exponential { mean_s, min_s, max_s } => mean_s.clamp(min_s, max_s),
+        };
+        (lo + hi) / 2.0 + hold
+    }
+
+    /// A call's longest planned life, invite to hang-up, plus 2 s for setup and teardown.
+    pub fn longest_call_s(&self) -> f64 {
+        let hold = match self.arrival.hold {
+            Hold::Fixed { s } => s,
+            Hold::Uniform { max_s, .. } | Hold::Exponential { max_s, .. } => max_s,
+        };
+        self.outcomes.answer_after_s.1 + hold + 2.0
+    }
+
+    fn check_capacity(&self, c: &Capacity) -> Result<(), ScenarioError> {
+        if c.start_calls == 0 || c.step_calls == 0 || c.max_calls < c.start_calls {
+            return Err(invalid(
+                "capacity",
+                "start_calls and step_calls must be at least 1, and max_calls at least start_calls",
+            ));
+        }
+        if !(self.duration_s.is_finite() && self.duration_s >= 0.0) {
+            return Err(invalid("duration_s", "must be 0 (the levels' length) or more"));
+        }
+        let least = 2.0 * self.longest_call_s() + 5.0;
+        if !(c.step_s.is_finite() && c.step_s >= least) {
+            return Err(invalid(
+                "capacity.step_s",
+                format!(
+                    "must be at least {least:.0} s: twice a call's longest life (ring, hold and 2 s), plus 5 s, so \
+                     that some calls live wholly inside each level"
+                ),
+            ));
+        }
+        if self.mix.group > 0.0 || self.mix.video > 0.0 {
+            return Err(invalid(
+                "capacity",
+                "capacity mode places 1:1 audio calls only (mix.group and mix.video 0)",
+            ));
+        }
+        // Each call holds two users for its life plus the plan's margin of 3 s; 10% spare for Poisson bunching.
+        let busy = self.outcomes.answer_after_s.1 + self.mean_call_s() - self.mean_ring_s() + 3.0;
+        let needed = (2.0 * f64::from(c.max_calls) * busy / self.mean_call_s() * 1.1).ceil();
+        if f64::from(self.population.users) < needed {
+            return Err(invalid(
+                "population.users",
+                format!(
+                    "{} users cannot carry {} concurrent calls: at least {needed:.0}",
+                    self.population.users, c.max_calls
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn mean_ring_s(&self) -> f64 {
+        let (lo, hi) = self.outcomes.answer_after_s;
+        (lo + hi) / 2.0
+    }
+
     /// The API secret: from the file, else from `HUALU_LOADTEST_API_SECRET`.
     pub fn api_secret(&self) -> Result<String, ScenarioError> {
         if !self.servers.api_secret.is_empty() {
@@ -540,6 +648,29 @@ impl Scenario {
         }
         std::env::var("HUALU_LOADTEST_API_SECRET")
             .map_err(|_| invalid("servers.api_secret", "empty, and HUALU_LOADTEST_API_SECRET is not set"))
+    }
+}
+
+impl Capacity {
+    /// How many levels, from `start_calls` to `max_calls`.
+    pub fn levels(&self) -> u32 {
+        (self.max_calls - self.start_calls) / self.step_calls + 1
+    }
+
+    /// The target of level `i` (from 0).
+    pub fn level_calls(&self, i: u32) -> u32 {
+        self.start_calls + i * self.step_calls
+    }
+
+    /// Seconds all the levels take.
+    pub fn length_s(&self) -> f64 {
+        f64::from(self.levels()) * self.step_s
+    }
+
+    /// The level's target in force at `t` seconds, or `None` past the last level.
+    pub fn calls_at(&self, t: f64) -> Option<u32> {
+        let i = (t.max(0.0) / self.step_s).floor();
+        (i < f64::from(self.levels())).then(|| self.level_calls(i as u32))
     }
 }
 

@@ -125,7 +125,47 @@ fn plots(page: &mut String, records: &[CallRecord], samples: &[Sample], s: &Summ
     setup_plot(page, s);
     quality_plots(page, records, samples, s);
     server_plots(page, samples, s);
+    capacity_plots(page, s);
     page.push_str("</div></section>");
+}
+
+/// Capacity mode: each level's MOS and server CPU against its target.
+fn capacity_plots(page: &mut String, s: &Summary) {
+    let Some(c) = &s.capacity else { return };
+    let by_level = |name: &str, color: usize, f: &dyn Fn(&crate::capacity::LevelResult) -> Option<f64>| Series {
+        name: name.to_string(),
+        color: PALETTE[color % PALETTE.len()],
+        points: c
+            .levels
+            .iter()
+            .filter_map(|l| Some((f64::from(l.target_calls), f(l)?)))
+            .collect(),
+    };
+    let held = c.highest_held.as_ref().map_or("no level held".to_string(), |l| {
+        format!("highest level held: {} calls", l.target_calls)
+    });
+    let axes = Axes {
+        title: "MOS by capacity level",
+        x_label: "concurrent calls (level)",
+        y_label: "MOS",
+    };
+    let mos = [
+        by_level("MOS p5", 0, &|l| l.mos_p5),
+        by_level("MOS p50", 1, &|l| l.mos_p50),
+    ];
+    figure(page, axes.title, &held, svg::lines(&axes, &mos));
+    let axes = Axes {
+        title: "Server CPU by capacity level",
+        x_label: "concurrent calls (level)",
+        y_label: "cores",
+    };
+    let cores = [by_level("server cores", 2, &|l| l.server_cores)];
+    figure(
+        page,
+        axes.title,
+        "mean over each level's steady part",
+        svg::lines(&axes, &cores),
+    );
 }
 
 fn figure(page: &mut String, caption: &str, note: &str, svg: String) {

@@ -74,8 +74,59 @@ pub(crate) fn rows(s: &Summary) -> Vec<Row> {
     setup(s, &mut rows);
     quality(s, &mut rows);
     server(s, &mut rows);
+    capacity(s, &mut rows);
     causes(s, &mut rows);
     rows
+}
+
+/// Capacity mode: a row per level judged, then the highest that held.
+fn capacity(s: &Summary, rows: &mut Vec<Row>) {
+    const S: &str = "Capacity";
+    let Some(c) = &s.capacity else { return };
+    for l in &c.levels {
+        push(rows, S, &format!("{} calls", l.target_calls), level(l));
+    }
+    let held = c
+        .highest_held
+        .as_ref()
+        .map_or("none: the first level broke".into(), |l| {
+            format!(
+                "{} calls ({} concurrent on {} server cores: {} calls per core)",
+                l.target_calls,
+                opt(l.concurrent_calls),
+                opt(l.server_cores),
+                opt(l.calls_per_core)
+            )
+        });
+    push(rows, S, "highest held", held);
+}
+
+/// `held · 98.7 concurrent · 0.45 cores · MOS p5 4.21 p50 4.3 · loss p95 0.1 %`, or what broke.
+fn level(l: &crate::capacity::LevelResult) -> String {
+    let verdict = if l.held {
+        "held".to_string()
+    } else {
+        let broke: Vec<String> = l
+            .thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| t.to_string())
+            .collect();
+        format!("BROKE: {}", broke.join(", "))
+    };
+    format!(
+        "{verdict} · {} concurrent · {} cores · MOS p5 {} p50 {} · loss p95 {} % · {} calls judged",
+        opt(l.concurrent_calls),
+        opt(l.server_cores),
+        opt(l.mos_p5),
+        opt(l.mos_p50),
+        opt(l.loss_p95_pct),
+        l.judged_calls
+    )
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map_or("-".into(), number)
 }
 
 fn push(rows: &mut Vec<Row>, section: &'static str, name: &str, value: String) {
