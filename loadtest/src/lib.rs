@@ -10,6 +10,7 @@ pub mod impair;
 pub mod plan;
 pub mod quality;
 pub mod record;
+pub mod relay;
 pub mod report;
 pub mod run;
 pub mod scenario;
