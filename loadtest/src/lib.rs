@@ -17,3 +17,4 @@ pub mod scenario;
 pub mod score;
 pub mod server;
 pub mod setup;
+pub mod video;
