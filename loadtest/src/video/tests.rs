@@ -22,18 +22,22 @@ fn the_shipped_clip_is_45_frames_of_320x240_vp8_starting_with_its_only_keyframe(
 #[test]
 fn files_that_are_not_a_vp8_clip_are_refused() {
     let clip = include_bytes!("../../assets/video.ivf");
-    assert_eq!(Clip::parse(b"RIFF").unwrap_err(), IvfError::Truncated(4));
+    assert_eq!(Clip::parse(b"RIFF").expect_err("refused"), IvfError::Truncated(4));
     let mut not_ivf = clip.to_vec();
     not_ivf[..4].copy_from_slice(b"RIFF");
-    assert_eq!(Clip::parse(&not_ivf).unwrap_err(), IvfError::NotIvf);
+    assert_eq!(Clip::parse(&not_ivf).expect_err("refused"), IvfError::NotIvf);
     let mut vp9 = clip.to_vec();
     vp9[8..12].copy_from_slice(b"VP90");
-    assert_eq!(Clip::parse(&vp9).unwrap_err(), IvfError::NotVp8("VP90".into()));
+    assert_eq!(Clip::parse(&vp9).expect_err("refused"), IvfError::NotVp8("VP90".into()));
     assert_eq!(
-        Clip::parse(&clip[..clip.len() - 5]).unwrap_err(),
+        Clip::parse(&clip[..clip.len() - 5]).expect_err("refused"),
         IvfError::Truncated(clip.len() - 5)
     );
-    assert_eq!(Clip::parse(&clip[..32]).unwrap_err(), IvfError::NoKeyframe, "no frames");
+    assert_eq!(
+        Clip::parse(&clip[..32]).expect_err("refused"),
+        IvfError::NoKeyframe,
+        "no frames"
+    );
 }
 
 #[test]
