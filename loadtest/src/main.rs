@@ -30,7 +30,7 @@ enum Command {
         /// Where the reports go (default: target/loadtest/<scenario name>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Runtime threads for the clients (default: one per core this process may use).
+        /// Media shard threads, and runtime threads for call control (default: one per core this process may use).
         #[arg(long)]
         threads: Option<usize>,
         /// A server process whose CPU and memory are sampled (besides `servers.pids`).
@@ -85,7 +85,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             let mut pids = s.servers.pids.clone();
             pids.extend(server_pids);
-            let ctx = setup::context(s)?;
+            let ctx = setup::context(s, threads)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads.max(1))
                 .enable_all()

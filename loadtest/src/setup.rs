@@ -3,20 +3,17 @@
 
 use crate::audio::{EncodeConfig, EncodedSpeech};
 use crate::client::Ctx;
-use crate::scenario::{Scenario, Transport};
+use crate::scenario::Scenario;
 use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Checks what this harness cannot do yet, then builds the shared context.
-pub fn context(scenario: Scenario) -> anyhow::Result<Arc<Ctx>> {
+/// Checks what this harness cannot do yet, then builds the shared context, with `media_threads` media shards.
+pub fn context(scenario: Scenario, media_threads: usize) -> anyhow::Result<Arc<Ctx>> {
     if scenario.mix.video > 0.0 {
         bail!("mix.video: video calls are not supported by this harness yet; set it to 0");
-    }
-    if scenario.network.transport == Transport::Relay {
-        bail!("network.transport: relay (TURN) is not supported by this harness yet; use udp");
     }
     let secret = scenario.api_secret()?;
     let profiles = scenario.profiles()?;
@@ -46,5 +43,6 @@ pub fn context(scenario: Scenario) -> anyhow::Result<Arc<Ctx>> {
         profiles,
         source_ips,
         placing: Mutex::new(HashMap::new()),
+        shards: crate::client::shard::Shards::start(media_threads).context("starting the media shards")?,
     }))
 }

@@ -1,8 +1,9 @@
-//! One device of one user: its call-control socket, the calls the plan gives it, and its media in a call. A
-//! device is one task; it waits on its sockets, its commands and one timer, so thousands share a thread.
+//! One device of one user: its call-control socket, the calls the plan gives it, and its room in a call. A
+//! device is one task; it waits on its sockets, its commands, its media shard's news and one timer, so
+//! thousands share a thread. The media itself runs on a media shard ([`super::shard`]), not here.
 
-use super::media::Media;
-use super::net::Net;
+use super::room::InRoom;
+use super::shard::MediaOut;
 use super::socket::Socket;
 use super::Ctx;
 use crate::plan::PlannedCall;
@@ -86,9 +87,8 @@ struct Call {
     acts: bool,
     timer: Option<(Instant, Action)>,
     watchdog: Instant,
-    media: Option<Media>,
-    /// The room's `/rtc` socket, beside the media so both can be awaited at once.
-    room: Option<Socket>,
+    /// The room, its socket and the media shard's news, once joined.
+    room: Option<InRoom>,
     key: u32,
 }
 
@@ -155,8 +155,9 @@ impl Device {
         let far = Instant::now() + Duration::from_secs(86_400);
         loop {
             let deadline = self.deadline().unwrap_or(far);
-            let (media, room) = match &mut self.call {
-                Some(c) => (c.media.as_ref().map(Media::net), c.room.as_mut()),
+            let room = self.call.as_mut().and_then(|c| c.room.as_mut());
+            let (out, socket) = match room {
+                Some(r) => (Some(&mut r.out), r.room.as_mut()),
                 None => (None, None),
             };
             tokio::select! {
@@ -175,20 +176,11 @@ impl Device {
                         return;
                     }
                 },
-                r = readable(media) => {
-                    let now = Instant::now();
-                    if let (Ok(()), Some(m)) = (r, self.media_mut()) {
-                        m.read(now);
-                    }
-                }
-                v = signal(room) => self.on_room(v).await,
+                m = media_out(out) => self.on_media(m).await,
+                v = signal(socket) => self.on_room(v),
                 _ = sleep_until(deadline.into()) => self.on_timer().await,
             }
         }
-    }
-
-    fn media_mut(&mut self) -> Option<&mut Media> {
-        self.call.as_mut().and_then(|c| c.media.as_mut())
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -196,9 +188,6 @@ impl Device {
         let mut d = call.watchdog;
         if let Some((t, _)) = call.timer {
             d = d.min(t);
-        }
-        if let Some(m) = &call.media {
-            d = d.min(m.deadline());
         }
         Some(d)
     }
@@ -346,11 +335,8 @@ impl Device {
             Outcome::Answered
         });
         let seed = self.seed ^ u64::from(call.plan.index) << 20;
-        match Media::join(ctx.clone(), &user, &profile, &v, seed).await {
-            Ok((m, room)) => {
-                call.media = Some(m);
-                call.room = Some(room);
-            }
+        match super::room::join(&ctx, &user, &profile, &v, seed).await {
+            Ok(room) => call.room = Some(room),
             Err(e) => {
                 call.report.failure = Some(format!("media: {e}"));
                 let id = call.report.call_id.clone().unwrap_or_default();
@@ -369,38 +355,47 @@ impl Device {
         }
     }
 
-    async fn on_room(&mut self, v: Result<Value, super::socket::SocketError>) {
-        let now = Instant::now();
-        let Some(call) = self.call.as_mut() else { return };
-        let (Some(m), Some(room)) = (call.media.as_mut(), call.room.as_mut()) else {
+    fn on_room(&mut self, v: Result<Value, super::socket::SocketError>) {
+        let Some(room) = self.call.as_mut().and_then(|c| c.room.as_mut()) else {
             return;
         };
         match v {
-            Ok(v) => {
-                if let Err(e) = m.on_signal(room, v, now).await {
-                    tracing::debug!("room signaling: {e}");
+            Ok(v) => room.media.signal(v),
+            // The SFU closed the room (the call ended) or failed: no more room messages to wait for.
+            Err(_) => room.room = None,
+        }
+    }
+
+    /// News from the participant's media shard.
+    async fn on_media(&mut self, m: Option<MediaOut>) {
+        let Some(call) = self.call.as_mut() else { return };
+        let Some(m) = m else {
+            // The shard is gone: nothing more will come.
+            if let Some(r) = call.room.as_mut() {
+                r.out.close();
+            }
+            return;
+        };
+        match m {
+            MediaOut::Send(v) => {
+                if let Some(socket) = call.room.as_mut().and_then(|r| r.room.as_mut()) {
+                    let _ = socket.send(&v).await;
                 }
             }
-            Err(_) => {
-                // The SFU closed the room (the call ended) or failed: no more room messages to wait for.
-                m.ended.get_or_insert_with(|| "the room socket closed".into());
-                call.room = None;
+            MediaOut::Failed(why) => {
+                if call.report.failure.is_none() {
+                    call.report.failure = Some(format!("media: {why}"));
+                    let id = call.report.call_id.clone().unwrap_or_default();
+                    self.command("hangup", &id).await;
+                }
             }
+            other => call.report.seen(&other),
         }
     }
 
     async fn on_timer(&mut self) {
         let now = Instant::now();
         let Some(call) = self.call.as_mut() else { return };
-        if let Some(m) = call.media.as_mut() {
-            m.tick(now);
-            if let Some(at) = m.connected_at {
-                call.report.connected_at.get_or_insert(at);
-            }
-            if let Some(at) = m.first_audio_at {
-                call.report.first_audio_at.get_or_insert(at);
-            }
-        }
         let id = call.report.call_id.clone().unwrap_or_default();
         if call.watchdog <= now {
             return self.watchdog(now, &id).await;
@@ -426,11 +421,9 @@ impl Device {
                 self.finish(now).await
             }
             Action::Reconnect => {
-                if let (Some(m), Some(room)) = (call.media.as_mut(), call.room.as_mut()) {
-                    let seed = self.seed.wrapping_add(at.elapsed().as_nanos() as u64);
-                    if let Err(e) = m.switch(room, now, seed).await {
-                        tracing::debug!("switch: {e}");
-                    }
+                if let Some(room) = call.room.as_ref() {
+                    room.media
+                        .switch(self.seed.wrapping_add(at.elapsed().as_nanos() as u64));
                 }
             }
         }
@@ -439,8 +432,8 @@ impl Device {
     /// The watchdog fired: media that never connected fails the call; a call past its time is given up.
     async fn watchdog(&mut self, now: Instant, id: &str) {
         let Some(call) = self.call.as_mut() else { return };
-        let connected = call.media.as_ref().is_some_and(|m| m.connected_at.is_some());
-        if call.media.is_some() && !connected && call.report.failure.is_none() {
+        let connected = call.report.connected_at.is_some();
+        if call.room.is_some() && !connected && call.report.failure.is_none() {
             let secs = self.ctx.scenario.media.connect_timeout_s;
             call.report.failure = Some(format!("ice: not connected within {secs} s"));
             call.watchdog = now + Duration::from_secs(30);
@@ -449,7 +442,7 @@ impl Device {
         }
         // Connected: the watchdog now guards the end of the call.
         call.watchdog = now + Duration::from_secs_f64(call.plan.hold_s + 60.0);
-        if call.timer.is_none() && call.media.is_none() {
+        if call.timer.is_none() && call.room.is_none() {
             call.timer = Some((now, Action::Abandon));
         }
     }
@@ -457,8 +450,8 @@ impl Device {
     fn network(&mut self, switch: bool, outage: Duration) {
         let now = Instant::now();
         let Some(call) = self.call.as_mut() else { return };
-        let Some(m) = call.media.as_mut() else { return };
-        m.outage(now, outage);
+        let Some(room) = call.room.as_ref() else { return };
+        room.media.outage(outage);
         if switch {
             call.timer.get_or_insert((now + outage, Action::Reconnect));
         }
@@ -481,10 +474,10 @@ impl Device {
     /// This device's part of the call is over: its media scored, its report sent.
     async fn finish(&mut self, now: Instant) {
         let Some(mut call) = self.call.take() else { return };
-        if let Some(m) = call.media.take() {
-            call.report.connected_at = call.report.connected_at.or(m.connected_at);
-            call.report.first_audio_at = call.report.first_audio_at.or(m.first_audio_at);
-            call.report.legs = m.finish(call.room.take(), now).await;
+        if let Some(room) = call.room.take() {
+            let report = &mut call.report;
+            let legs = room.finish(|m| report.seen(m)).await;
+            report.legs = legs;
         }
         call.report.ended_at = Some(now);
         if call.acts {
@@ -517,7 +510,6 @@ impl Call {
             plan,
             acts,
             timer: None,
-            media: None,
             room: None,
             key: 0,
         }
@@ -528,17 +520,28 @@ fn device_token(ctx: &Ctx, user: u32, device: u32) -> Result<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let ttl = (ctx.scenario.duration_s as u64).saturating_add(3600);
+    let ttl = (ctx.scenario.placing_s() as u64).saturating_add(3600);
     let mut claims = Claims::new(&ctx.scenario.servers.api_key, &ctx.user_id(user), now, ttl);
     claims.device = Some(format!("d{device}"));
     mint(&ctx.secret, &claims).map_err(|e| format!("minting a token: {e}"))
 }
 
-/// Waits until the media socket is readable; forever when there is no media.
-async fn readable(net: Option<&Net>) -> std::io::Result<()> {
-    match net {
-        Some(n) => n.readable().await,
-        None => std::future::pending().await,
+/// The next news from the media shard; forever when there is no media (or no more news).
+async fn media_out(out: Option<&mut mpsc::UnboundedReceiver<MediaOut>>) -> Option<MediaOut> {
+    match out {
+        Some(o) if !o.is_closed() || !o.is_empty() => o.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+impl Report {
+    /// Notes a connection or first-audio time the media shard told.
+    fn seen(&mut self, m: &MediaOut) {
+        match m {
+            MediaOut::Connected(t) if self.connected_at.is_none() => self.connected_at = Some(*t),
+            MediaOut::FirstAudio(t) if self.first_audio_at.is_none() => self.first_audio_at = Some(*t),
+            _ => {}
+        }
     }
 }
 

@@ -7,10 +7,11 @@
 //! forwards audio timestamps unchanged.
 
 use super::net::{Net, Recv};
-use super::socket::{Socket, SocketError};
+use super::socket::SocketError;
 use super::Ctx;
 use crate::quality::StreamQuality;
 use crate::record::Leg;
+use mio::{Registry, Token};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -69,8 +70,9 @@ pub struct Media {
     pub first_audio_at: Option<Instant>,
     rtt_ms: Option<f64>,
     decode: bool,
-    /// Set when the SFU ended the session, with its reason.
-    pub ended: Option<String>,
+    /// Room messages to send (an ICE restart's offer), for the shard to pass on.
+    outbox: Vec<Value>,
+    failure_told: bool,
 }
 
 /// Why media could not start.
@@ -88,53 +90,37 @@ pub enum MediaError {
     /// The UDP socket.
     #[error("udp: {0}")]
     Io(#[from] std::io::Error),
+    /// TURN could not carry the media.
+    #[error("turn: {0}")]
+    Relay(String),
+}
+
+fn sdp_err(e: impl std::fmt::Display) -> MediaError {
+    MediaError::Sdp(e.to_string())
 }
 
 impl Media {
-    /// Joins the room named by a `join` event: opens `/rtc`, offers one send-receive audio track, and takes
-    /// the answer. `seed` makes this participant's sequence numbers, impairment and speech offset its own.
-    pub async fn join(
+    /// A participant on `net`, with one send-receive audio track; gives the offer for `/rtc`'s `join`. `seed`
+    /// makes this participant's sequence numbers, impairment and speech offset its own.
+    pub fn prepare(
         ctx: Arc<Ctx>,
         user: &str,
-        profile: &str,
-        join: &Value,
+        net: Net,
         seed: u64,
-    ) -> Result<(Media, Socket), MediaError> {
-        let url = join["sfu_url"].as_str().unwrap_or_default();
-        let token = join["token"].as_str().unwrap_or_default();
-        let source = ctx.source_ip(seed);
-        let mut rtc_ws = Socket::connect(&format!("{url}?access_token={token}"), source).await?;
-        let now = Instant::now();
-        let net = Net::bind(&ctx, profile, source, seed).await?;
+        now: Instant,
+    ) -> Result<(Media, String), MediaError> {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true)
             .set_rtp_mode(true)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
-        let candidate = Candidate::host(net.local(), "udp").map_err(|e| MediaError::Sdp(e.to_string()))?;
-        rtc.add_local_candidate(candidate);
+        rtc.add_local_candidate(candidate(&net)?);
         let mut api = rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let (offer, pending) = api.apply().ok_or_else(|| MediaError::Sdp("no offer".into()))?;
-        rtc_ws
-            .send(&json!({"type": "join", "id": 1, "sdp": offer.to_sdp_string()}))
-            .await?;
-        let joined = loop {
-            let v = rtc_ws.recv().await?;
-            match v["type"].as_str() {
-                Some("joined") => break v,
-                Some("error") => return Err(MediaError::Refused(v["message"].as_str().unwrap_or("").into())),
-                _ => {}
-            }
-        };
-        let sdp = joined["sdp"].as_str().unwrap_or_default();
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::Sdp(e.to_string()))?;
-        rtc.sdp_api()
-            .accept_answer(pending, answer)
-            .map_err(|e| MediaError::Sdp(e.to_string()))?;
         let decode = ctx.decides(seed, ctx.scenario.media.decode_share);
-        let mut media = Media {
+        let media = Media {
             frame: (seed % ctx.speech.len() as u64) as usize,
             seq: SeqNo::from(seed & 0x7fff),
             ctx,
@@ -142,7 +128,7 @@ impl Media {
             rtc,
             net,
             next_id: 2,
-            pending: None,
+            pending: Some(pending),
             first_tick: None,
             frames: 0,
             audio,
@@ -156,11 +142,30 @@ impl Media {
             first_audio_at: None,
             rtt_ms: None,
             decode,
-            ended: None,
+            outbox: Vec::new(),
+            failure_told: false,
         };
-        media.roster(&joined);
-        media.drain(now);
-        Ok((media, rtc_ws))
+        Ok((media, offer.to_sdp_string()))
+    }
+
+    /// Takes the room's `joined` (its answer and roster). Through TURN, the SFU's media address (the answer's
+    /// candidate) is given its permission and channel.
+    pub fn accept_joined(&mut self, joined: &Value, now: Instant) -> Result<(), MediaError> {
+        let sdp = joined["sdp"].as_str().unwrap_or_default();
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| MediaError::Sdp("no offer pending".into()))?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(sdp_err)?;
+        self.rtc.sdp_api().accept_answer(pending, answer).map_err(sdp_err)?;
+        if self.net.relayed() {
+            let peer = udp_candidate(sdp).ok_or_else(|| MediaError::Sdp("no UDP candidate in the answer".into()))?;
+            self.net.permit(peer, now);
+        }
+        self.learn_msids(sdp);
+        self.roster(joined);
+        self.drain(now);
+        Ok(())
     }
 
     /// The earliest time something is due: a frame, str0m's timer, a delayed packet or a playout.
@@ -177,11 +182,6 @@ impl Media {
         d
     }
 
-    /// The network, to wait on its socket (the decoder inside `Media` may not be shared across threads).
-    pub fn net(&self) -> &Net {
-        &self.net
-    }
-
     /// Reads whatever datagrams wait, through the downlink.
     pub fn read(&mut self, now: Instant) {
         loop {
@@ -194,38 +194,30 @@ impl Media {
         self.deliver(now);
     }
 
-    /// Handles one message from the room.
-    pub async fn on_signal(&mut self, room: &mut Socket, v: Value, now: Instant) -> Result<(), MediaError> {
+    /// Handles one message from the room; gives the reply to send back, if any.
+    pub fn on_signal(&mut self, v: &Value, now: Instant) -> Result<Option<Value>, MediaError> {
+        let mut reply = None;
         match v["type"].as_str() {
             Some("offer") if self.pending.is_none() => {
                 let sdp = v["sdp"].as_str().unwrap_or_default();
                 self.learn_msids(sdp);
-                let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::Sdp(e.to_string()))?;
-                let answer = self
-                    .rtc
-                    .sdp_api()
-                    .accept_offer(offer)
-                    .map_err(|e| MediaError::Sdp(e.to_string()))?;
-                room.send(&json!({"type": "answer", "sdp": answer.to_sdp_string()}))
-                    .await?;
+                let offer = SdpOffer::from_sdp_string(sdp).map_err(sdp_err)?;
+                let answer = self.rtc.sdp_api().accept_offer(offer).map_err(sdp_err)?;
+                reply = Some(json!({"type": "answer", "sdp": answer.to_sdp_string()}));
             }
             Some("answer") => {
                 let sdp = v["sdp"].as_str().unwrap_or_default();
                 self.learn_msids(sdp);
                 if let Some(pending) = self.pending.take() {
-                    let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::Sdp(e.to_string()))?;
-                    self.rtc
-                        .sdp_api()
-                        .accept_answer(pending, answer)
-                        .map_err(|e| MediaError::Sdp(e.to_string()))?;
+                    let answer = SdpAnswer::from_sdp_string(sdp).map_err(sdp_err)?;
+                    self.rtc.sdp_api().accept_answer(pending, answer).map_err(sdp_err)?;
                 }
             }
             Some("participant_joined") => self.add_participant(&v["participant"]),
-            Some("left") => self.ended = Some(v["reason"].as_str().unwrap_or("left").to_string()),
             _ => {}
         }
         self.drain(now);
-        Ok(())
+        Ok(reply)
     }
 
     /// Runs what is due: str0m's timer, delayed packets both ways, the next frame of speech, playout.
@@ -251,33 +243,51 @@ impl Media {
         }
     }
 
-    /// After a switch's outage: a new socket and an ICE restart offered over `/rtc`.
-    pub async fn switch(&mut self, room: &mut Socket, now: Instant, seed: u64) -> Result<(), MediaError> {
-        self.net.rebind(&self.ctx, seed).await?;
+    /// After a switch's outage: a new socket, and the ICE restart offer to send over `/rtc`.
+    pub fn switch(&mut self, now: Instant, seed: u64, registry: &Registry, token: Token) -> Result<Value, MediaError> {
+        self.net.rebind(&self.ctx, seed, registry, token)?;
         let mut api = self.rtc.sdp_api();
         api.ice_restart(false);
-        let (offer, pending) = match api.apply() {
-            Some(x) => x,
-            None => return Err(MediaError::Sdp("no ICE restart offer".into())),
-        };
-        let candidate = Candidate::host(self.net.local(), "udp").map_err(|e| MediaError::Sdp(e.to_string()))?;
-        self.rtc.add_local_candidate(candidate);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| MediaError::Sdp("no ICE restart offer".into()))?;
+        self.rtc.add_local_candidate(candidate(&self.net)?);
         self.pending = Some(pending);
         let id = self.next_id;
         self.next_id += 1;
-        room.send(&json!({"type": "offer", "id": id, "sdp": offer.to_sdp_string()}))
-            .await?;
         self.drain(now);
-        Ok(())
+        Ok(json!({"type": "offer", "id": id, "sdp": offer.to_sdp_string()}))
     }
 
-    /// Leaves the room, and scores each stream received.
-    pub async fn finish(mut self, room: Option<Socket>, now: Instant) -> Vec<Leg> {
-        if let Some(mut room) = room {
-            let _ = room.send(&json!({"type": "leave"})).await;
-            room.close().await;
+    /// The network, to register its socket with a poll.
+    pub fn net_mut(&mut self) -> &mut Net {
+        &mut self.net
+    }
+
+    /// Why the media path failed for good (TURN gone), told once.
+    pub fn take_failure(&mut self) -> Option<String> {
+        if self.failure_told {
+            return None;
         }
+        let why = self.net.relay_failed.clone()?;
+        self.failure_told = true;
+        Some(why)
+    }
+
+    /// Queues a message for the room.
+    pub fn queue_signal(&mut self, v: Value) {
+        self.outbox.push(v);
+    }
+
+    /// The next queued message for the room.
+    pub fn take_signal(&mut self) -> Option<Value> {
+        (!self.outbox.is_empty()).then(|| self.outbox.remove(0))
+    }
+
+    /// Stops, and scores each stream received.
+    pub fn finish(mut self, now: Instant) -> Vec<Leg> {
         self.playout(now);
+        self.net.close(&self.ctx, now);
         let ctx = self.ctx.clone();
         let me = self.user.clone();
         let my_profile = self.net.profile().to_string();
@@ -443,4 +453,27 @@ impl Media {
             }
         }
     }
+}
+
+/// The participant's one ICE candidate: its socket's address, or its relayed address through TURN.
+fn candidate(net: &Net) -> Result<Candidate, MediaError> {
+    let c = match net.relayed() {
+        true => Candidate::relayed(net.local(), net.socket_addr(), "udp"),
+        false => Candidate::host(net.local(), "udp"),
+    };
+    c.map_err(sdp_err)
+}
+
+/// The first UDP candidate's address in an SDP (the SFU's media port).
+fn udp_candidate(sdp: &str) -> Option<SocketAddr> {
+    sdp.lines().find_map(|l| {
+        let f: Vec<&str> = l.strip_prefix("a=candidate:")?.split_whitespace().collect();
+        if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
+            return None;
+        }
+        format!("{}:{}", f[4], f[5])
+            .parse()
+            .ok()
+            .or_else(|| format!("[{}]:{}", f[4], f[5]).parse().ok())
+    })
 }

@@ -1,10 +1,14 @@
 //! The simulated clients: each device of each user keeps a call-control socket open, places and answers calls as
-//! the plan says, and, in a call, runs a media peer. Many devices share each runtime thread.
+//! the plan says, and, in a call, joins its room; the call's media runs on media shards (one thread per core, each
+//! carrying many participants). Many devices share each runtime thread.
 
 pub mod device;
 pub mod media;
 pub mod net;
+pub mod room;
+pub mod shard;
 pub mod socket;
+pub mod turn;
 
 use crate::audio::EncodedSpeech;
 use crate::impair::Profile;
@@ -39,6 +43,8 @@ pub struct Ctx {
     /// The call each caller (user index) is placing now, so its callees' devices find their part of the plan.
     /// Touched once per call, never on the media path.
     pub placing: Mutex<HashMap<u32, u32>>,
+    /// The media shards every participant's peer runs on.
+    pub shards: shard::Shards,
 }
 
 impl Ctx {
