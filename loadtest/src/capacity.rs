@@ -106,6 +106,7 @@ impl CapacityResult {
             limit: f64::from(require),
             measured,
             passed: measured.is_some_and(|m| m >= f64::from(require)),
+            note: None,
         }
     }
 }
@@ -180,6 +181,7 @@ impl Tracker {
                 limit: expected as f64,
                 measured: Some(recorded.len() as f64),
                 passed: false,
+                note: None,
             });
         }
         let steady = || {

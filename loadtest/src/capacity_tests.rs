@@ -91,6 +91,13 @@ fn scenarios_that_cannot_measure_a_level_are_refused_naming_the_key() {
     assert!(err(&["capacity.max_calls=5"]).starts_with("capacity:"));
     assert!(err(&["mix.group=0.5"]).starts_with("capacity:"));
     assert!(err(&["capacity.bogus=1"]).contains("bogus"));
+    // Capacity calls are audio: a video threshold could never be measured.
+    let video = err(&["thresholds.min_video_fps_p5=10"]);
+    assert!(
+        video.starts_with("capacity:") && video.contains("video threshold"),
+        "{video}"
+    );
+    assert!(err(&["thresholds.max_video_freeze_p95_ms=500"]).starts_with("capacity:"));
 }
 
 fn record(index: u32, mos: f64) -> CallRecord {

@@ -191,6 +191,11 @@ pub struct Leg {
     pub mos: Option<f64>,
     /// The media gap at each network switch, in milliseconds.
     pub switch_gaps_ms: Vec<f64>,
+    /// What the receiver saw of the sender's video in the same direction, when the call had video: frames
+    /// expected, whole and shown, keyframes, frame loss, frame rate, longest freeze, packets. Absent on audio-only
+    /// legs (and left out of their JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<crate::video::VideoSummary>,
 }
 
 /// One-way delay statistics of a leg, in milliseconds.
@@ -281,6 +286,10 @@ pub struct Thresholds {
     pub max_mouth_to_ear_p95_ms: Option<f64>,
     /// Least number of answered calls.
     pub min_calls_answered: Option<u32>,
+    /// Least 5th-percentile frame rate shown over video legs, in frames a second. Fails when no leg had video.
+    pub min_video_fps_p5: Option<f64>,
+    /// Most 95th-percentile longest freeze over video legs, in ms. Fails when no leg had video.
+    pub max_video_freeze_p95_ms: Option<f64>,
 }
 
 /// Which side of its limit a threshold wants the measurement on.
@@ -306,15 +315,34 @@ pub struct ThresholdResult {
     pub measured: Option<f64>,
     /// Whether it passed.
     pub passed: bool,
+    /// Why nothing was measured, when the cause is known (`no video legs were measured`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl ThresholdResult {
+    /// The measurement for people: `3.71`, or why there is none (the note, else `no data`).
+    pub fn measured_text(&self) -> String {
+        match self.measured {
+            Some(m) => number(m),
+            None => self.note.clone().unwrap_or_else(|| "no data".to_string()),
+        }
+    }
 }
 
 impl fmt::Display for ThresholdResult {
-    /// `min_mos_p50 (limit 4.0, measured 3.71)`, or `… measured nothing` when there was no data.
+    /// `min_mos_p50 (limit 4.0, measured 3.71)`, or `… measured nothing: no data` (or the note) when there was
+    /// nothing to measure.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let limit = number(self.limit);
         match self.measured {
             Some(m) => write!(f, "{} (limit {limit}, measured {})", self.name, number(m)),
-            None => write!(f, "{} (limit {limit}, measured nothing: no data)", self.name),
+            None => write!(
+                f,
+                "{} (limit {limit}, measured nothing: {})",
+                self.name,
+                self.measured_text()
+            ),
         }
     }
 }
@@ -367,6 +395,40 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     let n = sorted.len();
     let rank = (p.clamp(0.0, 100.0) / 100.0 * n as f64).ceil() as usize;
     sorted.get(rank.clamp(1, n.max(1)) - 1).copied()
+}
+
+/// The video figures of a run, over the legs that carried video (those with [`Leg::video`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoStats {
+    /// Legs with video.
+    pub legs: u64,
+    /// Frames shown a second, per leg.
+    pub fps: Option<Stats>,
+    /// Frames not shown in percent of expected, per leg.
+    pub frame_loss_pct: Option<Stats>,
+    /// Each leg's longest freeze (time between two frames shown), in ms.
+    pub longest_freeze_ms: Option<Stats>,
+    /// Whole keyframes received, the mean over legs.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub keyframes_per_leg: f64,
+}
+
+impl VideoStats {
+    /// The figures of the legs among `legs` that carried video; `None` when none did.
+    pub fn of<'a>(legs: impl IntoIterator<Item = &'a Leg>) -> Option<VideoStats> {
+        let video: Vec<&crate::video::VideoSummary> = legs.into_iter().filter_map(|l| l.video.as_ref()).collect();
+        if video.is_empty() {
+            return None;
+        }
+        let keyframes: u64 = video.iter().map(|v| v.keyframes).sum();
+        Some(VideoStats {
+            legs: video.len() as u64,
+            fps: Stats::of(video.iter().map(|v| v.fps)),
+            frame_loss_pct: Stats::of(video.iter().map(|v| v.frame_loss_pct)),
+            longest_freeze_ms: Stats::of(video.iter().map(|v| v.longest_freeze_ms)),
+            keyframes_per_leg: keyframes as f64 / video.len() as f64,
+        })
+    }
 }
 
 /// Calls by outcome.
@@ -487,6 +549,10 @@ pub struct Summary {
     pub jitter_ms: Option<Stats>,
     /// Mouth-to-ear delay, ms, over legs.
     pub mouth_to_ear_ms: Option<Stats>,
+    /// Frame rate, frame loss, freezes and keyframes over the legs with video; absent (and left out of the
+    /// JSON) when no leg had video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<VideoStats>,
     /// Failure and drop causes, most frequent first.
     pub failure_causes: Vec<FailureCause>,
     /// What the servers used, when they were sampled.
@@ -542,6 +608,7 @@ impl Summary {
             loss_pct: Stats::of(legs().map(|l| l.loss_pct)),
             jitter_ms: Stats::of(legs().map(|l| l.jitter_ms)),
             mouth_to_ear_ms: Stats::of(legs().map(|l| l.mouth_to_ear_ms)),
+            video: VideoStats::of(legs()),
             failure_causes: failure_causes(records),
             server,
             thresholds: Vec::new(),

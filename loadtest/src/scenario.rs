@@ -503,7 +503,23 @@ impl Scenario {
             ip.parse::<std::net::IpAddr>()
                 .map_err(|_| invalid("servers.source_ips", format!("{ip:?} is not an IP address")))?;
         }
+        self.check_thresholds()?;
         self.profiles()?;
+        Ok(())
+    }
+
+    /// The video thresholds are numbers of 0 or more (a frame rate, a duration).
+    fn check_thresholds(&self) -> Result<(), ScenarioError> {
+        let t = &self.thresholds;
+        let limits = [
+            ("thresholds.min_video_fps_p5", t.min_video_fps_p5),
+            ("thresholds.max_video_freeze_p95_ms", t.max_video_freeze_p95_ms),
+        ];
+        for (key, v) in limits {
+            if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(invalid(key, format!("must be a number of 0 or more, not {v}")));
+            }
+        }
         Ok(())
     }
 
@@ -619,6 +635,12 @@ impl Scenario {
             return Err(invalid(
                 "capacity",
                 "capacity mode places 1:1 audio calls only (mix.group and mix.video 0)",
+            ));
+        }
+        if self.thresholds.min_video_fps_p5.is_some() || self.thresholds.max_video_freeze_p95_ms.is_some() {
+            return Err(invalid(
+                "capacity",
+                "capacity mode places audio calls only, so a video threshold could never be measured",
             ));
         }
         // Each call holds two users for its life plus the plan's margin of 3 s; 10% spare for Poisson bunching.

@@ -84,6 +84,7 @@ pub fn leg(
         r: score.as_ref().map(|x| x.r),
         mos: score.as_ref().map(|x| x.mos),
         switch_gaps_ms,
+        video: None,
     }
 }
 

@@ -87,7 +87,7 @@ fn thresholds(page: &mut String, s: &Summary) {
     );
     for t in &s.thresholds {
         let (class, verdict) = if t.passed { ("pass", "pass") } else { ("fail", "FAIL") };
-        let measured = t.measured.map_or("no data".to_string(), number);
+        let measured = t.measured_text();
         page.push_str(&format!(
             "<tr class=\"{class}\"><td><strong>{verdict}</strong></td><td class=\"name\">{}</td><td class=\"num\">{} {}</td><td class=\"num\">{}</td></tr>",
             escape(&t.name),
@@ -124,6 +124,7 @@ fn plots(page: &mut String, records: &[CallRecord], samples: &[Sample], s: &Summ
     load_plots(page, samples);
     setup_plot(page, s);
     quality_plots(page, records, samples, s);
+    video_plots(page, records, s);
     server_plots(page, samples, s);
     capacity_plots(page, s);
     page.push_str("</div></section>");
@@ -279,6 +280,32 @@ fn quality_plots(page: &mut String, records: &[CallRecord], samples: &[Sample], 
         "cumulative distribution",
         svg::lines(&axes, &[jitter]),
     );
+}
+
+/// The legs with video: the distributions of their frame rate and longest freeze; nothing in an audio-only run.
+fn video_plots(page: &mut String, records: &[CallRecord], s: &Summary) {
+    let Some(v) = &s.video else { return };
+    let video = || {
+        records
+            .iter()
+            .flat_map(|c| c.legs.iter())
+            .filter_map(|l| l.video.as_ref())
+    };
+    let fps = cdf("frame rate", 2, video().map(|v| v.fps));
+    let axes = Axes {
+        title: "Video frame rate over legs",
+        x_label: "frames shown a second",
+        y_label: "legs at or below (%)",
+    };
+    let note = format!("cumulative distribution over {} video legs", v.legs);
+    figure(page, axes.title, &note, svg::lines(&axes, &[fps]));
+    let freeze = cdf("longest freeze", 1, video().map(|v| v.longest_freeze_ms));
+    let axes = Axes {
+        title: "Longest video freeze over legs",
+        x_label: "longest time between two frames shown (ms)",
+        y_label: "legs at or below (%)",
+    };
+    figure(page, axes.title, &note, svg::lines(&axes, &[freeze]));
 }
 
 fn server_plots(page: &mut String, samples: &[Sample], s: &Summary) {

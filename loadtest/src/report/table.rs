@@ -39,7 +39,7 @@ fn print_verdicts(summary: &Summary, out: &mut impl Write) -> io::Result<()> {
     }
     for t in &summary.thresholds {
         let verdict = if t.passed { "pass" } else { "FAIL" };
-        let measured = t.measured.map_or("no data".to_string(), number);
+        let measured = t.measured_text();
         let bound = t.bound.symbol();
         writeln!(
             out,
@@ -73,6 +73,7 @@ pub(crate) fn rows(s: &Summary) -> Vec<Row> {
     calls(s, &mut rows);
     setup(s, &mut rows);
     quality(s, &mut rows);
+    video(s, &mut rows);
     server(s, &mut rows);
     capacity(s, &mut rows);
     causes(s, &mut rows);
@@ -188,6 +189,21 @@ fn quality(s: &Summary, rows: &mut Vec<Row>) {
     push(rows, S, "loss (Ppl)", p50_p95(&s.loss_pct, "%"));
     push(rows, S, "jitter", p50_p95(&s.jitter_ms, "ms"));
     push(rows, S, "mouth-to-ear", p50_p95(&s.mouth_to_ear_ms, "ms"));
+}
+
+/// The legs with video: frame rate, frame loss, freezes, keyframes; nothing at all in an audio-only run.
+fn video(s: &Summary, rows: &mut Vec<Row>) {
+    const S: &str = "Video";
+    let Some(v) = &s.video else { return };
+    push(rows, S, "legs", format!("{} with video", v.legs));
+    let fps = v.fps.as_ref().map_or("no data".into(), |x| {
+        format!("p5 {} · p50 {} fps", number(x.p5), number(x.p50))
+    });
+    push(rows, S, "frame rate shown", fps);
+    push(rows, S, "frame loss", p50_p95(&v.frame_loss_pct, "%"));
+    push(rows, S, "longest freeze", p50_p95(&v.longest_freeze_ms, "ms"));
+    let keyframes = format!("{} per leg (mean)", number(v.keyframes_per_leg));
+    push(rows, S, "keyframes received", keyframes);
 }
 
 fn server(s: &Summary, rows: &mut Vec<Row>) {

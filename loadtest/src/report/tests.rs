@@ -390,3 +390,250 @@ fn rfc3339_dates_are_gregorian_utc() {
     assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
     assert_eq!(now_rfc3339().len(), 20);
 }
+
+/// A leg that carried video too, with the given viewer figures.
+fn video_leg(fps: f64, frame_loss_pct: f64, longest_freeze_ms: f64, keyframes: u64) -> Leg {
+    Leg {
+        video: Some(crate::video::VideoSummary {
+            frames_expected: 300,
+            frames_whole: 295,
+            frames_shown: 290,
+            keyframes,
+            frame_loss_pct,
+            fps,
+            longest_freeze_ms,
+            packets_received: 1500,
+            packets_lost: 5,
+        }),
+        ..leg(0.5, 4.3)
+    }
+}
+
+/// 11 calls: ten video calls of two video legs each (20 legs; leg i has a frame rate of 15 − i / 2, a frame loss
+/// of i %, a longest freeze of 100 + 50 i ms and i mod 3 keyframes), and one audio call whose leg has no video.
+fn video_run() -> Vec<CallRecord> {
+    let mut calls: Vec<CallRecord> = (0..10u32)
+        .map(|c| {
+            let mut call = call(c, Outcome::Answered, Outcome::Answered, CallResult::Ok, Some(4.3));
+            call.media = "video".into();
+            call.legs = (2 * c..2 * c + 2)
+                .map(|i| {
+                    let x = f64::from(i);
+                    video_leg(15.0 - x / 2.0, x, 100.0 + 50.0 * x, u64::from(i % 3))
+                })
+                .collect();
+            call
+        })
+        .collect();
+    calls.push(call(
+        10,
+        Outcome::Answered,
+        Outcome::Answered,
+        CallResult::Ok,
+        Some(4.2),
+    ));
+    calls
+}
+
+#[test]
+fn the_video_figures_match_the_hand_computed_ones() {
+    let s = summary("v", &video_run(), &[], &Thresholds::default());
+    let v = s.video.clone().expect("a video section");
+    assert_eq!(v.legs, 20, "the audio-only leg is not a video leg");
+    // Frame rates sorted: 5.5, 6.0 … 15.0; nearest ranks ceil(1) = 1 and ceil(10) = 10.
+    let fps = v.fps.expect("fps");
+    assert_eq!((fps.n, fps.p5, fps.p50, fps.max), (20, 5.5, 10.0, 15.0));
+    // Frame losses 0 … 19 %: ranks 10 and 19.
+    let loss = v.frame_loss_pct.expect("frame loss");
+    assert_eq!((loss.p50, loss.p95, loss.max), (9.0, 18.0, 19.0));
+    // Freezes 100, 150 … 1050 ms: ranks 10 and 19.
+    let freeze = v.longest_freeze_ms.expect("freezes");
+    assert_eq!((freeze.p50, freeze.p95, freeze.max), (550.0, 1000.0, 1050.0));
+    // Keyframes 0, 1, 2, 0, 1, 2 … over 20 legs: 19 in all.
+    assert!((v.keyframes_per_leg - 0.95).abs() < 1e-12, "{}", v.keyframes_per_leg);
+    // The audio figures still count every leg, the audio-only one included.
+    assert_eq!(s.loss_pct.expect("loss").n, 21);
+}
+
+#[test]
+fn an_audio_only_run_has_no_video_section_anywhere() {
+    let (audio, video) = (run(), video_run());
+    let s = summary("a", &audio, &samples(10), &Thresholds::default());
+    assert_eq!(s.video, None);
+    let json = serde_json::to_value(&s).expect("JSON");
+    assert!(json.get("video").is_none(), "summary.json has no video key: {json}");
+    let mut out = Vec::new();
+    print_summary(&s, &mut out).expect("print");
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(!text.contains("Video") && !text.contains("frame rate"), "{text}");
+    let html = render_html(&audio, &samples(10), &s);
+    assert!(!html.contains("Video"), "the audio-only report mentions video");
+    // The same report with video legs gains the section and its two plots.
+    let sv = summary("v", &video, &samples(10), &Thresholds::default());
+    let html_v = render_html(&video, &samples(10), &sv);
+    assert_eq!(html_v.matches("<svg").count(), html.matches("<svg").count() + 2);
+    assert!(html_v.contains("Video frame rate over legs") && html_v.contains("Longest video freeze over legs"));
+    assert!(html_v.contains("<th class=\"sec\" colspan=\"2\">Video</th>"));
+}
+
+#[test]
+fn the_video_section_is_printed_and_written_to_the_summary_json() {
+    let s = summary("v", &video_run(), &[], &Thresholds::default());
+    let mut out = Vec::new();
+    print_summary(&s, &mut out).expect("print");
+    let text = String::from_utf8(out).expect("utf-8");
+    for line in [
+        "\nVideo\n",
+        "20 with video",
+        "p5 5.5 · p50 10.0 fps",
+        "p50 9.0 · p95 18.0 % (n 20 legs)",
+        "p50 550.0 · p95 1000.0 ms (n 20 legs)",
+        "0.95 per leg (mean)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from\n{text}");
+    }
+    let json = serde_json::to_value(&s).expect("JSON");
+    let v = &json["video"];
+    assert_eq!(v["legs"], 20);
+    assert_eq!(
+        (v["fps"]["p5"].as_f64(), v["fps"]["p50"].as_f64()),
+        (Some(5.5), Some(10.0))
+    );
+    assert_eq!(v["frame_loss_pct"]["p95"].as_f64(), Some(18.0));
+    assert_eq!(v["longest_freeze_ms"]["p95"].as_f64(), Some(1000.0));
+    assert_eq!(v["keyframes_per_leg"].as_f64(), Some(0.95));
+    let back: Summary = serde_json::from_value(json).expect("a Summary");
+    assert_eq!(back, s);
+}
+
+#[test]
+fn video_thresholds_are_judged_on_the_video_legs() {
+    let judge = |fps: f64, freeze: f64| {
+        let t = Thresholds {
+            min_mos_p50: Some(4.0),
+            min_video_fps_p5: Some(fps),
+            max_video_freeze_p95_ms: Some(freeze),
+            ..Thresholds::default()
+        };
+        summary("v", &video_run(), &[], &t)
+    };
+    // Measured: fps p5 5.5, freeze p95 1000 ms; a limit equal to the measurement passes.
+    let s = judge(5.5, 1000.0);
+    let verdicts: Vec<(&str, bool)> = s.thresholds.iter().map(|r| (r.name.as_str(), r.passed)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("min_mos_p50", true),
+            ("min_video_fps_p5", true),
+            ("max_video_freeze_p95_ms", true)
+        ]
+    );
+    assert!(s.passed);
+    let s = judge(6.0, 999.0);
+    let failed: Vec<String> = s.failed_thresholds().iter().map(|t| t.to_string()).collect();
+    assert_eq!(
+        failed,
+        [
+            "min_video_fps_p5 (limit 6.0, measured 5.5)",
+            "max_video_freeze_p95_ms (limit 999.0, measured 1000.0)"
+        ]
+    );
+    assert!(s.thresholds.iter().all(|t| t.note.is_none()));
+}
+
+#[test]
+fn a_video_threshold_without_video_legs_fails_saying_so() {
+    let t = Thresholds {
+        min_video_fps_p5: Some(0.0),
+        max_video_freeze_p95_ms: Some(1e9),
+        ..Thresholds::default()
+    };
+    let s = summary("a", &run(), &[], &t);
+    assert!(!s.passed);
+    for r in &s.thresholds {
+        assert_eq!((r.measured, r.passed), (None, false), "{}", r.name);
+        assert_eq!(r.note.as_deref(), Some(super::thresholds::NO_VIDEO));
+    }
+    assert_eq!(
+        s.failed_thresholds()[0].to_string(),
+        "min_video_fps_p5 (limit 0.0, measured nothing: no video legs were measured)"
+    );
+    let mut out = Vec::new();
+    print_summary(&s, &mut out).expect("print");
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(
+        text.contains("FAIL  max_video_freeze_p95_ms ≤ 1000000000.0: measured no video legs were measured"),
+        "{text}"
+    );
+    assert!(render_html(&run(), &[], &s).contains("no video legs were measured"));
+    // The note survives summary.json; audio thresholds never get one.
+    let back: Summary = serde_json::from_value(serde_json::to_value(&s).expect("JSON")).expect("a Summary");
+    assert_eq!(back, s);
+    let audio = summary(
+        "a",
+        &run(),
+        &[],
+        &Thresholds {
+            min_mos_p50: Some(1.0),
+            ..Thresholds::default()
+        },
+    );
+    let json = serde_json::to_value(&audio.thresholds).expect("JSON");
+    assert!(json[0].get("note").is_none(), "{json}");
+}
+
+#[test]
+fn legs_round_trip_through_json_with_and_without_video() {
+    let audio = leg(1.0, 4.1);
+    let text = serde_json::to_string(&audio).expect("JSON");
+    assert!(!text.contains("\"video\""), "an audio leg writes no video key: {text}");
+    assert_eq!(serde_json::from_str::<Leg>(&text).expect("a Leg"), audio);
+    let video = video_leg(14.5, 2.0, 133.0, 3);
+    let json = serde_json::to_value(&video).expect("JSON");
+    assert_eq!(json["video"]["fps"].as_f64(), Some(14.5));
+    assert_eq!(json["video"]["keyframes"], 3);
+    assert_eq!(json["video"]["longest_freeze_ms"].as_f64(), Some(133.0));
+    assert_eq!(serde_json::from_value::<Leg>(json).expect("a Leg"), video);
+    // Whole records, through calls.jsonl.
+    let dir = scratch("video-jsonl");
+    let path = dir.join("calls.jsonl");
+    let records = video_run();
+    let mut w = JsonlWriter::create(&path).expect("create");
+    for r in &records {
+        w.write(r).expect("write");
+    }
+    drop(w);
+    assert_eq!(read_jsonl(&path).expect("read"), records);
+}
+
+#[test]
+fn video_thresholds_come_from_toml_and_must_be_numbers_of_zero_or_more() {
+    const SCENARIO: &str = "name = \"v\"\nduration_s = 10\n\
+        [servers]\nsignaling = \"ws://127.0.0.1:7880/ws\"\napi_key = \"lt\"\n\
+        [population]\nusers = 10\n\
+        [arrival]\nrate_per_s = 1\nhold = { dist = \"fixed\", s = 5.0 }\n";
+    let parse = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        crate::scenario::Scenario::parse(SCENARIO, &sets)
+    };
+    let s = parse(&[
+        "thresholds.min_video_fps_p5=12",
+        "thresholds.max_video_freeze_p95_ms=500.5",
+    ])
+    .expect("valid");
+    assert_eq!(
+        (s.thresholds.min_video_fps_p5, s.thresholds.max_video_freeze_p95_ms),
+        (Some(12.0), Some(500.5))
+    );
+    assert!(parse(&["thresholds.min_video_fps_p5=0"]).is_ok(), "0 is allowed");
+    let err = |set: &str| parse(&[set]).expect_err(set).to_string();
+    let e = err("thresholds.min_video_fps_p5=-1");
+    assert_eq!(e, "thresholds.min_video_fps_p5: must be a number of 0 or more, not -1");
+    assert!(err("thresholds.min_video_fps_p5=nan").starts_with("thresholds.min_video_fps_p5:"));
+    let e = err("thresholds.max_video_freeze_p95_ms=inf");
+    assert!(
+        e.starts_with("thresholds.max_video_freeze_p95_ms: must be a number of 0 or more"),
+        "{e}"
+    );
+    assert!(err("thresholds.max_video_freeze_p95_ms=-0.5").starts_with("thresholds.max_video_freeze_p95_ms:"));
+}

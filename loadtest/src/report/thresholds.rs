@@ -58,12 +58,45 @@ impl Thresholds {
                 Some(f64::from(s.answered)),
             ),
         ];
-        checks
+        let mut out: Vec<ThresholdResult> = checks
             .into_iter()
             .filter_map(|(name, limit, bound, measured)| Some(judge(name, limit?, bound, measured)))
+            .collect();
+        out.extend(self.evaluate_video(s));
+        out
+    }
+
+    /// The video thresholds: judged on the legs with video; with none, each one set fails, saying so.
+    fn evaluate_video(&self, s: &Summary) -> Vec<ThresholdResult> {
+        let v = s.video.as_ref();
+        let checks = [
+            (
+                "min_video_fps_p5",
+                self.min_video_fps_p5,
+                Bound::AtLeast,
+                v.and_then(|v| v.fps.as_ref()).map(|x| x.p5),
+            ),
+            (
+                "max_video_freeze_p95_ms",
+                self.max_video_freeze_p95_ms,
+                Bound::AtMost,
+                v.and_then(|v| v.longest_freeze_ms.as_ref()).map(|x| x.p95),
+            ),
+        ];
+        let note = v.is_none().then(|| NO_VIDEO.to_string());
+        checks
+            .into_iter()
+            .filter_map(|(name, limit, bound, measured)| {
+                let mut r = judge(name, limit?, bound, measured);
+                r.note = note.clone();
+                Some(r)
+            })
             .collect()
     }
 }
+
+/// The note of a video threshold in a run where no leg had video.
+pub(crate) const NO_VIDEO: &str = "no video legs were measured";
 
 fn judge(name: &str, limit: f64, bound: Bound, measured: Option<f64>) -> ThresholdResult {
     ThresholdResult {
@@ -72,6 +105,7 @@ fn judge(name: &str, limit: f64, bound: Bound, measured: Option<f64>) -> Thresho
         limit,
         measured,
         passed: measured.is_some_and(|m| bound.holds(m, limit)),
+        note: None,
     }
 }
 
