@@ -1,5 +1,7 @@
 //! The load harness against `hualu up`: the smoke scenario (about 20 audio calls over 20 s on a lossy Wi-Fi
 //! profile) passes its thresholds, and a threshold no call can meet fails the run with exit code 1, named.
+//! Then video calls with every participant relayed through hualu's TURN: each leg carries audio and VP8
+//! video, and the TURN server made the allocations.
 
 mod common;
 
@@ -99,4 +101,63 @@ fn the_smoke_scenario_passes_and_an_impossible_threshold_fails() {
         stderr.contains("min_mos_p50"),
         "the failed threshold is named: {stderr}"
     );
+}
+
+#[test]
+fn relayed_video_calls_carry_audio_and_video_through_turn() {
+    let s = SfuServer::start_with(
+        "up",
+        "\n[signaling]\nuser_rate = 50.0\nip_rate = 1000.0\nip_burst = 2000.0\n",
+    );
+    let out = out_dir("loadtest-relay-video");
+    let sets = [
+        "seed=3",
+        "duration_s=8",
+        "mix.video=1.0",
+        "network.transport=\"relay\"",
+        "thresholds.min_calls_answered=4",
+        "thresholds.min_video_fps_p5=1.0",
+    ];
+    let run = run(&s, &out, &sets);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "relayed video failed\n{stdout}\n{stderr}\n{}",
+        s.log_tail(40)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    let video_legs = summary["video"]["legs"].as_u64().unwrap_or(0);
+    assert!(video_legs >= 8, "video legs: {}", summary["video"]);
+    assert!(
+        summary["video"]["fps"]["p50"].as_f64().is_some_and(|f| f > 5.0),
+        "{}",
+        summary["video"]
+    );
+    let calls = std::fs::read_to_string(out.join("calls.jsonl")).expect("calls.jsonl");
+    for r in calls
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a record"))
+    {
+        if r["outcome"] != "answered" {
+            continue;
+        }
+        for leg in r["legs"].as_array().expect("legs") {
+            assert!(leg["received"].as_u64().unwrap_or(0) > 20, "audio arrived: {leg}");
+            assert!(
+                leg["video"]["frames_shown"].as_u64().unwrap_or(0) > 10,
+                "video shown: {leg}"
+            );
+        }
+    }
+    let metrics = common::http::get(s.metrics_addr(), "/metrics").expect("metrics");
+    let body = metrics.body;
+    let allocations: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("hualu_turn_allocations_created_total{result=\"ok\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(allocations >= 8.0, "TURN allocations: {allocations}");
 }

@@ -4,7 +4,7 @@
 use crate::audio::{EncodeConfig, EncodedSpeech};
 use crate::client::Ctx;
 use crate::scenario::Scenario;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -12,9 +12,10 @@ use std::time::Instant;
 
 /// Checks what this harness cannot do yet, then builds the shared context, with `media_threads` media shards.
 pub fn context(scenario: Scenario, media_threads: usize) -> anyhow::Result<Arc<Ctx>> {
-    if scenario.mix.video > 0.0 {
-        bail!("mix.video: video calls are not supported by this harness yet; set it to 0");
-    }
+    let video = match scenario.mix.video > 0.0 {
+        true => Some(crate::video::Clip::embedded().context("loading the shipped VP8 clip")?),
+        false => None,
+    };
     let secret = scenario.api_secret()?;
     let profiles = scenario.profiles()?;
     let plan = crate::plan::plan(&scenario);
@@ -43,6 +44,7 @@ pub fn context(scenario: Scenario, media_threads: usize) -> anyhow::Result<Arc<C
         profiles,
         source_ips,
         placing: Mutex::new(HashMap::new()),
+        video,
         shards: crate::client::shard::Shards::start(media_threads).context("starting the media shards")?,
     }))
 }

@@ -138,6 +138,8 @@ udp_port = {turn}
 tcp_port = {turn}
 tls_port = 0
 rest_secrets = ["{REST_SECRET}"]
+# Media relayed through TURN goes to the SFU on loopback.
+allow_peers = ["127.0.0.0/8"]
 
 [auth.api_keys]
 {API_KEY} = "{API_SECRET}"

@@ -335,7 +335,7 @@ impl Device {
             Outcome::Answered
         });
         let seed = self.seed ^ u64::from(call.plan.index) << 20;
-        match super::room::join(&ctx, &user, &profile, &v, seed).await {
+        match super::room::join(&ctx, &user, &profile, &v, seed, call.plan.video).await {
             Ok(room) => call.room = Some(room),
             Err(e) => {
                 call.report.failure = Some(format!("media: {e}"));

@@ -8,6 +8,7 @@
 
 use super::net::{Net, Recv};
 use super::socket::SocketError;
+use super::video_track::{VideoIn, VideoOut};
 use super::Ctx;
 use crate::quality::StreamQuality;
 use crate::record::Leg;
@@ -73,6 +74,10 @@ pub struct Media {
     /// Room messages to send (an ICE restart's offer), for the shard to pass on.
     outbox: Vec<Value>,
     failure_told: bool,
+    /// The video it sends, in a video call.
+    video: Option<VideoOut>,
+    /// The video streams it receives, by SSRC.
+    videos: HashMap<Ssrc, VideoIn>,
 }
 
 /// Why media could not start.
@@ -108,16 +113,23 @@ impl Media {
         net: Net,
         seed: u64,
         now: Instant,
+        video: bool,
     ) -> Result<(Media, String), MediaError> {
+        let clip = ctx.video.as_ref().filter(|_| video);
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true)
+            .enable_vp8(clip.is_some())
             .set_rtp_mode(true)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         rtc.add_local_candidate(candidate(&net)?);
         let mut api = rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let video = clip.map(|c| {
+            let mid = api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+            VideoOut::new(c, mid, seed, now)
+        });
         let (offer, pending) = api.apply().ok_or_else(|| MediaError::Sdp("no offer".into()))?;
         let decode = ctx.decides(seed, ctx.scenario.media.decode_share);
         let media = Media {
@@ -144,6 +156,8 @@ impl Media {
             decode,
             outbox: Vec::new(),
             failure_told: false,
+            video,
+            videos: HashMap::new(),
         };
         Ok((media, offer.to_sdp_string()))
     }
@@ -171,6 +185,9 @@ impl Media {
     /// The earliest time something is due: a frame, str0m's timer, a delayed packet or a playout.
     pub fn deadline(&self) -> Instant {
         let mut d = self.next_frame.min(self.next_rtc);
+        if let Some(v) = &self.video {
+            d = d.min(v.next_frame);
+        }
         if let Some(t) = self.net.next_due(&self.ctx) {
             d = d.min(t);
         }
@@ -230,6 +247,7 @@ impl Media {
         while self.next_frame <= now {
             self.speak(now);
         }
+        self.film(now);
         self.net.flush(&self.ctx, now);
         self.playout(now);
     }
@@ -292,10 +310,32 @@ impl Media {
         let me = self.user.clone();
         let my_profile = self.net.profile().to_string();
         let rtt = self.rtt_ms;
-        self.incoming
+        let mut legs: Vec<Leg> = self
+            .incoming
             .into_values()
             .map(|s| ctx.leg(&s.from, &me, &my_profile, s.quality, s.listener, rtt, s.switch_gaps_ms))
-            .collect()
+            .collect();
+        // Each video stream's figures go on the audio leg of the same direction.
+        for v in self.videos.values() {
+            if let Some(leg) = legs.iter_mut().find(|l| l.from == v.from && l.video.is_none()) {
+                leg.video = Some(v.summary());
+            }
+        }
+        legs
+    }
+
+    /// Sends the video frames that are due.
+    fn film(&mut self, now: Instant) {
+        let Some(v) = self.video.as_mut() else { return };
+        if v.next_frame > now {
+            return;
+        }
+        let connected = self.connected_at.is_some();
+        let ctx = &self.ctx;
+        while v.next_frame <= now {
+            v.send(&mut self.rtc, now, connected, |t| ctx.video_ticks(t));
+        }
+        self.drain(now);
     }
 
     fn receive(&mut self, now: Instant, from: SocketAddr) {
@@ -379,6 +419,11 @@ impl Media {
                 self.connected_at.get_or_insert(now);
             }
             Event::RtpPacket(p) => self.rtp(p, now),
+            Event::KeyframeRequest(r) => {
+                if let Some(v) = self.video.as_mut().filter(|v| v.mid() == r.mid) {
+                    v.keyframe_requested();
+                }
+            }
             Event::MediaEgressStats(s) => {
                 if let Some(rtt) = s.rtt {
                     self.rtt_ms = Some(rtt.as_secs_f64() * 1000.0);
@@ -389,15 +434,17 @@ impl Media {
     }
 
     fn rtp(&mut self, p: RtpPacket, now: Instant) {
-        self.first_audio_at.get_or_insert(now);
         let ssrc = p.header.ssrc;
+        if let Some(v) = self.videos.get_mut(&ssrc) {
+            let h = &p.header;
+            return v.push(*p.seq_no, h.timestamp, h.marker, &p.payload, self.ctx.ms(now));
+        }
         if !self.incoming.contains_key(&ssrc) {
-            let mid = self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-            let from = mid
-                .and_then(|m| self.msid.get(&m.to_string()))
-                .and_then(|pid| self.identities.get(pid))
-                .cloned()
-                .unwrap_or_else(|| "unknown".into());
+            let from = self.sender_of(ssrc);
+            if self.is_video(p.header.payload_type) {
+                self.videos.insert(ssrc, VideoIn::new(from));
+                return self.rtp(p, now);
+            }
             let listener = self.decode.then(crate::audio::Listener::new).and_then(Result::ok);
             self.incoming.insert(
                 ssrc,
@@ -412,6 +459,7 @@ impl Media {
                 },
             );
         }
+        self.first_audio_at.get_or_insert(now);
         let Some(s) = self.incoming.get_mut(&ssrc) else { return };
         if let Some(before) = s.switch_from.take() {
             s.switch_gaps_ms.push((now - before).as_secs_f64() * 1000.0);
@@ -422,6 +470,24 @@ impl Media {
         let sent = self.ctx.capture_ms(p.header.timestamp);
         s.quality
             .push(*p.seq_no, p.header.timestamp, arrival, Some(sent), p.payload);
+    }
+
+    /// Who sends stream `ssrc`: its m-line's participant (`a=msid`), by the roster's identities.
+    fn sender_of(&mut self, ssrc: Ssrc) -> String {
+        let mid = self.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
+        mid.and_then(|m| self.msid.get(&m.to_string()))
+            .and_then(|pid| self.identities.get(pid))
+            .cloned()
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    fn is_video(&self, pt: Pt) -> bool {
+        self.video.is_some()
+            && self
+                .rtc
+                .codec_config()
+                .find(|c| c.pt() == pt)
+                .is_some_and(|c| c.spec().codec == Codec::Vp8)
     }
 
     fn playout(&mut self, now: Instant) {

@@ -9,6 +9,7 @@ pub mod room;
 pub mod shard;
 pub mod socket;
 pub mod turn;
+pub mod video_track;
 
 use crate::audio::EncodedSpeech;
 use crate::impair::Profile;
@@ -43,6 +44,8 @@ pub struct Ctx {
     /// The call each caller (user index) is placing now, so its callees' devices find their part of the plan.
     /// Touched once per call, never on the media path.
     pub placing: Mutex<HashMap<u32, u32>>,
+    /// The VP8 clip video calls replay, when the scenario has any.
+    pub video: Option<crate::video::Clip>,
     /// The media shards every participant's peer runs on.
     pub shards: shard::Shards,
 }
@@ -61,6 +64,11 @@ impl Ctx {
     /// 48 kHz ticks since the start, as an RTP timestamp (it wraps after 24.8 hours).
     pub fn ticks(&self, t: Instant) -> u32 {
         (t.saturating_duration_since(self.start).as_micros() as u64 * 48 / 1000) as u32
+    }
+
+    /// 90 kHz ticks since the start, as a video RTP timestamp (it wraps after 13.2 hours).
+    pub fn video_ticks(&self, t: Instant) -> u32 {
+        (t.saturating_duration_since(self.start).as_micros() as u64 * 9 / 100) as u32
     }
 
     /// The capture time, in milliseconds since the start, that an RTP timestamp stands for.

@@ -243,7 +243,7 @@ impl Net {
 
     /// TURN's own timers and messages (refreshes, permissions, channel binds), when due.
     fn run_relay(&mut self, ctx: &Ctx, now: Instant) {
-        if !self.next_relay.is_some_and(|t| t <= now) {
+        if self.next_relay.is_none_or(|t| t > now) {
             return;
         }
         let Some(relay) = self.relay.as_mut() else { return };

@@ -26,14 +26,21 @@ pub struct InRoom {
 }
 
 /// Joins the room a `join` event names: opens `/rtc` and the network (TURN first, when relayed), offers one
-/// send-receive audio track, takes the answer, and hands the peer to a shard.
-pub async fn join(ctx: &Arc<Ctx>, user: &str, profile: &str, join: &Value, seed: u64) -> Result<InRoom, MediaError> {
+/// send-receive audio track (and a video one, with `video`), takes the answer, and hands the peer to a shard.
+pub async fn join(
+    ctx: &Arc<Ctx>,
+    user: &str,
+    profile: &str,
+    join: &Value,
+    seed: u64,
+    video: bool,
+) -> Result<InRoom, MediaError> {
     let url = join["sfu_url"].as_str().unwrap_or_default();
     let token = join["token"].as_str().unwrap_or_default();
     let source = ctx.source_ip(seed);
     let mut room = Socket::connect(&format!("{url}?access_token={token}"), source).await?;
     let net = super::turn::open(ctx, profile, join, source, seed).await?;
-    let (mut media, offer) = Media::prepare(ctx.clone(), user, net, seed, Instant::now())?;
+    let (mut media, offer) = Media::prepare(ctx.clone(), user, net, seed, Instant::now(), video)?;
     room.send(&json!({"type": "join", "id": 1, "sdp": offer})).await?;
     let joined = loop {
         let v = room.recv().await?;

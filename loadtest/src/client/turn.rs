@@ -105,9 +105,12 @@ mod tests {
             {"urls": ["turn:127.0.0.1:3479?transport=tcp", "turn:127.0.0.1:3480?transport=udp"], "username": "u", "credential": "p"}
         ]});
         let (addr, user, pass) = turn_server(&join).expect("a udp server");
-        assert_eq!(addr, "127.0.0.1:3480".parse().unwrap());
+        assert_eq!(addr, "127.0.0.1:3480".parse().expect("an address"));
         assert_eq!((user.as_str(), pass.as_str()), ("u", "p"));
-        assert_eq!(udp_turn_url("turn:127.0.0.1"), Some("127.0.0.1:3478".parse().unwrap()));
+        assert_eq!(
+            udp_turn_url("turn:127.0.0.1"),
+            Some("127.0.0.1:3478".parse().expect("an address"))
+        );
     }
 
     #[test]
