@@ -781,6 +781,7 @@ impl Sfu {
             }
             self.remove(id);
         }
+        self.settle_timers();
     }
 
     /// Stops, at every subscriber, the subscriptions `which` selects: those not yet offered are forgotten,
