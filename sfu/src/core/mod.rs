@@ -6,6 +6,7 @@ mod negotiate;
 pub(crate) mod quality;
 pub(crate) mod roster;
 mod speakers;
+mod timers;
 mod video;
 
 use ahash::HashMap;
@@ -39,6 +40,11 @@ const PAST_DUE_DELAY_SHORT: Duration = Duration::from_millis(1);
 
 /// A timer due this soon counts as already due for a participant that receives no video (see [`Sfu::drain`]).
 const PACER_NEAR: Duration = Duration::from_millis(10);
+
+/// A timer of a participant that receives no video may run this much after str0m asked. Such a participant
+/// gets a timer call with every packet forwarded to it (every 20 ms per audio track), which then serves the
+/// timer on the way; only a participant that receives nothing needs the separate wake-up, a little later.
+const UNPACED_SLACK: Duration = Duration::from_millis(20);
 
 /// Each subscriber's downlink estimate (str0m's GCC, from its TWCC feedback) starts here, and probing moves
 /// it toward what its subscriptions could use.
@@ -172,6 +178,8 @@ struct Peer {
     next_timeout: Instant,
     /// The last drain ended with a timer that was already due (see [`PAST_DUE_DELAY`]).
     past_due: bool,
+    /// Its earliest entry in the timer heap (see [`timers`]).
+    queued: Option<Instant>,
     /// It receives video, which str0m paces (see [`PAST_DUE_DELAY_SHORT`]).
     paced: bool,
     joined: Instant,
@@ -249,6 +257,8 @@ pub struct Sfu {
     next_layer_tick: Option<Instant>,
     /// Subscribers moved from one video layer to another since the start.
     layer_switches: u64,
+    /// When each participant is next due.
+    timers: timers::Timers,
 }
 
 impl Sfu {
@@ -279,6 +289,7 @@ impl Sfu {
             quality: quality::Quality::default(),
             next_layer_tick: None,
             layer_switches: 0,
+            timers: timers::Timers::default(),
         }
     }
 
@@ -343,6 +354,7 @@ impl Sfu {
             pending: None,
             next_timeout: now,
             past_due: false,
+            queued: None,
             paced: false,
             joined: now,
             connected: false,
@@ -456,8 +468,14 @@ impl Sfu {
                 peer.last_input = now;
             }
             self.drain(id, now);
-            // An input can queue packets only a timer call releases (a NACK's retransmissions): run it now.
-            if self.peers.get(&id).is_some_and(|p| p.past_due)
+            // An input can queue packets only a timer call releases (RTCP: a NACK's retransmissions), or move
+            // ICE and DTLS on: run it now. Media from a connected publisher cannot, and the timer it finds
+            // due is only the pacer's, which the next forwarded packet runs (a third of the timer calls in
+            // 1:1 rooms, where every participant publishes).
+            if self
+                .peers
+                .get(&id)
+                .is_some_and(|p| p.past_due && (!p.connected || is_rtcp(data)))
                 && self.call(id, |rtc| rtc.handle_input(Input::Timeout(now)))
             {
                 self.rtc_timeouts += 1;
@@ -465,47 +483,6 @@ impl Sfu {
             }
         }
         self.after_call(now);
-    }
-
-    /// Runs every participant's timers that are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let lapsed: Vec<(PeerId, bool)> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.deadline(&self.limits) <= now)
-            .map(|(id, p)| (*id, p.connected))
-            .collect();
-        for (id, connected) in lapsed {
-            let why = if connected { "idle" } else { "never connected" };
-            tracing::debug!(peer = id, why, "participant timed out");
-            self.signals.push_back((id, Signal::Ended(why)));
-            self.report(id, false);
-            self.leave(id, now);
-        }
-        let due: Vec<PeerId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.next_timeout <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        self.rtc_timeouts += due.len() as u64;
-        for id in due {
-            if self.call(id, |rtc| rtc.handle_input(Input::Timeout(now))) {
-                self.drain(id, now);
-            }
-        }
-        self.tick_speakers(now);
-        self.tick_layers(now);
-        self.after_call(now);
-    }
-
-    /// When [`Sfu::handle_timeout`] wants to run next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let peers = self
-            .peers
-            .values()
-            .map(|p| p.next_timeout.min(p.deadline(&self.limits)));
-        peers.chain(self.speakers.due()).chain(self.next_layer_tick).min()
     }
 
     /// The next datagram to send.
@@ -642,17 +619,9 @@ impl Sfu {
             };
             match out {
                 Output::Timeout(t) => {
-                    // With estimation on, str0m's pacer asks to be woken a moment after each packet even when
-                    // it paces nothing (audio goes out unpaced): for a participant that receives no video
-                    // that is as good as due now.
-                    let unpaced = peer.connected && !peer.paced;
-                    let near = if unpaced { now + PACER_NEAR } else { now };
-                    peer.past_due = t <= near;
-                    peer.next_timeout = match (peer.past_due, unpaced) {
-                        (false, _) => t,
-                        (true, true) => now + PAST_DUE_DELAY,
-                        (true, false) => now + PAST_DUE_DELAY_SHORT,
-                    };
+                    peer.set_rtc_timeout(t, now);
+                    let wake = peer.wake(&self.limits);
+                    self.timers.schedule(&mut peer.queued, id, wake);
                     return;
                 }
                 Output::Transmit(t) => self.transmits.push_back(t),
@@ -812,6 +781,7 @@ impl Sfu {
             }
             self.remove(id);
         }
+        self.settle_timers();
     }
 
     /// Stops, at every subscriber, the subscriptions `which` selects: those not yet offered are forgotten,
@@ -852,6 +822,11 @@ impl Sfu {
         self.stop_subscriptions(|s| s.source == id);
         tracing::debug!(peer = id, room = %peer.room, "removed");
     }
+}
+
+/// RTCP, not RTP, STUN or DTLS: version 2 and a packet type in 192..=223 (RFC 5761; SRTCP keeps it clear).
+fn is_rtcp(data: &[u8]) -> bool {
+    data.len() >= 8 && data[0] >> 6 == 2 && (192..=223).contains(&data[1])
 }
 
 fn sub(source: PeerId, source_mid: Mid, kind: MediaKind) -> Subscription {

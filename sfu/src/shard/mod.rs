@@ -6,7 +6,7 @@ mod tcp;
 
 use crate::core::roster::{JoinRequest, Joined, MediaReport, Participant, PeerId, Signal};
 use crate::core::{JoinError, Limits, Preference, Sfu};
-use hualu_common::udp_batch::SendBatch;
+use hualu_common::udp_batch::{RecvBatch, SendBatch, BATCH, HEADROOM};
 use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
@@ -134,7 +134,8 @@ pub struct Shard {
     conns: TcpConns,
     commands: Receiver<Command>,
     events: HashMap<PeerId, EventTx>,
-    buf: Vec<u8>,
+    /// Datagrams received with one `recvmmsg` per 32.
+    recv: RecvBatch,
     /// Datagrams to send, flushed with one `sendmmsg` per 32: a packet fanned out to hundreds of subscribers
     /// leaves in a few system calls instead of hundreds.
     out: SendBatch,
@@ -176,7 +177,7 @@ impl Shard {
             conns: TcpConns::new(FIRST_CONN),
             commands,
             events: HashMap::new(),
-            buf: vec![0; 2048],
+            recv: RecvBatch::new(),
             out: SendBatch::new(),
             stats: Stats::default(),
             stopping: false,
@@ -230,20 +231,33 @@ impl Shard {
         }
     }
 
+    /// Reads the UDP socket dry, up to 32 datagrams per system call, and sends what they caused once per
+    /// batch.
     fn read_udp(&mut self, now: Instant) {
         loop {
-            match self.udp.recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    self.stats.packets_in += 1;
-                    self.stats.bytes_in += n as u64;
-                    self.sfu
-                        .handle_receive(now, Protocol::Udp, from, self.udp_public, &self.buf[..n]);
-                    self.flush();
+            let n = match self.recv.recv(self.udp.as_raw_fd()) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An error reported for an earlier send concerns one peer only, and is consumed by the call.
+                Err(e) => {
+                    tracing::trace!(shard = self.index, error = %e, "udp receive");
+                    continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // ICMP errors from earlier sends surface here (ECONNREFUSED); they concern one peer only.
-                Err(e) => tracing::trace!(shard = self.index, error = %e, "udp receive"),
+            };
+            for i in 0..n {
+                let Some((from, slot, len)) = self.recv.get(i) else {
+                    continue;
+                };
+                self.stats.packets_in += 1;
+                self.stats.bytes_in += len as u64;
+                let data = &slot[HEADROOM..HEADROOM + len];
+                self.sfu.handle_receive(now, Protocol::Udp, from, self.udp_public, data);
+            }
+            self.flush();
+            // A short batch means the queue was empty (see `RecvBatch::recv`), so no call just to hear EAGAIN:
+            // the socket is unconnected and sets no IP_RECVERR, so no pending ICMP error cuts a batch short.
+            if n < BATCH {
+                return;
             }
         }
     }

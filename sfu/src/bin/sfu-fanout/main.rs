@@ -5,6 +5,9 @@
 //!   cargo build --release
 //!   taskset -c 1 target/release/sfu-fanout --hualu target/release/hualu --sfu-cpu 0 --subscribers 100,500,1000
 //!
+//! With `--pairs`, the participants are in 1:1 rooms instead, each publishing to the other: one packet in for
+//! each packet out, as in 1:1 calls.
+//!
 //! The SFU process is pinned to `--sfu-cpu` (taskset); pin this load generator to another core. CPU is the SFU
 //! process's utime+stime from /proc/PID/stat over the measured window; RSS is VmRSS from /proc/PID/status.
 //! All traffic stays on 127.0.0.1, and every run ends by itself.
@@ -38,6 +41,10 @@ struct Args {
     /// Publishers, each sending 50 packets/s to every subscriber.
     #[arg(long, default_value_t = 1)]
     publishers: usize,
+    /// 1:1 calls instead of one room: the subscriber count is split into rooms of two, in which both
+    /// publish audio and each receives the other's (`--publishers` is then ignored).
+    #[arg(long)]
+    pairs: bool,
     /// Length of the measured window, in seconds.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -57,8 +64,13 @@ struct Figures {
 
 fn main() {
     let args = Args::parse();
+    let who = if args.pairs {
+        "participants in 1:1 rooms"
+    } else {
+        "subscribers"
+    };
     println!(
-        "| subscribers | forwarded pkt/s | SFU CPU per forwarded pkt | pkt/s per core at that cost | loss | RSS per subscriber |"
+        "| {who} | forwarded pkt/s | SFU CPU per forwarded pkt | pkt/s per core at that cost | loss | RSS per subscriber |"
     );
     println!("|---|---|---|---|---|---|");
     for &n in &args.subscribers {
@@ -81,13 +93,19 @@ fn run(args: &Args, n: usize) -> Figures {
     let rss_empty = server.rss_kib();
     let mut poll = Poll::new().expect("poll");
     let mut peers: Vec<Peer> = Vec::with_capacity(n + args.publishers);
-    for i in 0..args.publishers {
-        let t = token_for(&format!("pub{i}"));
+    let publishers = if args.pairs { 0 } else { args.publishers };
+    for i in 0..publishers {
+        let t = token_for(&format!("pub{i}"), "fanout");
         peers.push(Peer::join(http, &t, true, poll.registry(), Token(peers.len())));
     }
     for i in 0..n {
-        let t = token_for(&format!("sub{i}"));
-        peers.push(Peer::join(http, &t, false, poll.registry(), Token(peers.len())));
+        let room = if args.pairs {
+            format!("pair{}", i / 2)
+        } else {
+            "fanout".into()
+        };
+        let t = token_for(&format!("sub{i}"), &room);
+        peers.push(Peer::join(http, &t, args.pairs, poll.registry(), Token(peers.len())));
         if i % 50 == 49 {
             // Let the SFU's offers and the handshakes of this batch settle.
             pump(&mut poll, &mut peers, Duration::from_millis(50), false);
@@ -198,10 +216,10 @@ fn drive(poll: &mut Poll, peers: &mut [Peer], end: Instant, media: bool, done: i
     }
 }
 
-fn token_for(identity: &str) -> String {
+fn token_for(identity: &str, room: &str) -> String {
     let mut claims = Claims::new(KEY, identity, hualu_common::clock::unix_now(), 3600);
     claims.grants = Grants {
-        room: Some("fanout".into()),
+        room: Some(room.into()),
         publish: true,
         subscribe: true,
     };

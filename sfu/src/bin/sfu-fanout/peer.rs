@@ -1,6 +1,7 @@
 //! One load participant: a str0m peer on its own UDP socket, with its `/rtc` WebSocket. Subscribers hand only
 //! STUN, DTLS and RTCP to str0m and count RTP by its clear header (sequence numbers per SSRC), so receiving
-//! costs the load generator a `recv` and a few comparisons, not a decryption.
+//! costs the load generator a `recv` and a few comparisons, not a decryption. In 1:1 rooms (`--pairs`) each
+//! participant publishes and is counted as a subscriber too.
 
 use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
@@ -122,7 +123,7 @@ impl Peer {
     }
 
     fn datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        if self.audio.is_none() && self.connected && is_rtp(data) {
+        if self.connected && is_rtp(data) {
             if self.counting {
                 self.rtp += 1;
                 let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
