@@ -41,6 +41,20 @@ fn run(s: &SfuServer, out: &Path, sets: &[&str]) -> Output {
     cmd.output().expect("run hualu-loadtest")
 }
 
+/// Runs with `sets`, asserts the run passed (exit 0), and gives its `summary.json`.
+fn passed(s: &SfuServer, out: &Path, sets: &[&str], what: &str) -> serde_json::Value {
+    let run = run(s, out, sets);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{what} failed\n{stdout}\n{stderr}\n{}",
+        s.log_tail(40)
+    );
+    serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary.json")).expect("JSON")
+}
+
 fn out_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -54,18 +68,7 @@ fn the_smoke_scenario_passes_and_an_impossible_threshold_fails() {
         "\n[signaling]\nuser_rate = 50.0\nip_rate = 1000.0\nip_burst = 2000.0\n",
     );
     let out = out_dir("loadtest-smoke");
-    let run1 = run(&s, &out, &[]);
-    let stdout = String::from_utf8_lossy(&run1.stdout);
-    let stderr = String::from_utf8_lossy(&run1.stderr);
-    assert_eq!(
-        run1.status.code(),
-        Some(0),
-        "smoke failed\n{stdout}\n{stderr}\n{}",
-        s.log_tail(40)
-    );
-
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    let summary = passed(&s, &out, &[], "smoke");
     assert_eq!(summary["seed"], 1, "the summary echoes the seed");
     assert_eq!(summary["passed"], true);
     let calls = std::fs::read_to_string(out.join("calls.jsonl")).expect("calls.jsonl");
@@ -122,17 +125,7 @@ fn relayed_video_calls_carry_audio_and_video_through_turn() {
         "thresholds.min_mos_p50=1.0",
         "thresholds.max_answer_to_audio_p95_ms=10000.0",
     ];
-    let run = run(&s, &out, &sets);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "relayed video failed\n{stdout}\n{stderr}\n{}",
-        s.log_tail(40)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary.json")).expect("JSON");
+    let summary = passed(&s, &out, &sets, "relayed video");
     let video_legs = summary["video"]["legs"].as_u64().unwrap_or(0);
     assert!(video_legs >= 8, "video legs: {}", summary["video"]);
     assert!(

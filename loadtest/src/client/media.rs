@@ -211,16 +211,16 @@ impl Media {
         self.deliver(now);
     }
 
-    /// Handles one message from the room; gives the reply to send back, if any.
-    pub fn on_signal(&mut self, v: &Value, now: Instant) -> Result<Option<Value>, MediaError> {
-        let mut reply = None;
+    /// Handles one message from the room; a reply for it goes to the outbox ([`Media::take_signal`]).
+    pub fn on_signal(&mut self, v: &Value, now: Instant) -> Result<(), MediaError> {
         match v["type"].as_str() {
             Some("offer") if self.pending.is_none() => {
                 let sdp = v["sdp"].as_str().unwrap_or_default();
                 self.learn_msids(sdp);
                 let offer = SdpOffer::from_sdp_string(sdp).map_err(sdp_err)?;
                 let answer = self.rtc.sdp_api().accept_offer(offer).map_err(sdp_err)?;
-                reply = Some(json!({"type": "answer", "sdp": answer.to_sdp_string()}));
+                self.outbox
+                    .push(json!({"type": "answer", "sdp": answer.to_sdp_string()}));
             }
             Some("answer") => {
                 let sdp = v["sdp"].as_str().unwrap_or_default();
@@ -234,7 +234,7 @@ impl Media {
             _ => {}
         }
         self.drain(now);
-        Ok(reply)
+        Ok(())
     }
 
     /// Runs what is due: str0m's timer, delayed packets both ways, the next frame of speech, playout.

@@ -248,17 +248,20 @@ impl Net {
         }
         let Some(relay) = self.relay.as_mut() else { return };
         let next = relay.handle_timeout(now);
-        let server = relay.server();
-        let mut out = Vec::new();
-        while let Some(t) = relay.poll_transmit(now) {
-            out.push(t);
-        }
         while let Some(e) = relay.poll_event() {
             if let RelayEvent::Failed(e) = e {
                 self.relay_failed.get_or_insert(e.to_string());
             }
         }
         self.next_relay = Some(next);
+        self.send_relay_transmits(ctx, now);
+    }
+
+    /// Sends what TURN itself wants sent to its server.
+    fn send_relay_transmits(&mut self, ctx: &Ctx, now: Instant) {
+        let Some(relay) = self.relay.as_mut() else { return };
+        let server = relay.server();
+        let out: Vec<Vec<u8>> = std::iter::from_fn(|| relay.poll_transmit(now)).collect();
         for t in out {
             self.send_raw(ctx, now, server, &t);
         }
@@ -305,15 +308,9 @@ impl Net {
     pub fn close(&mut self, ctx: &Ctx, now: Instant) {
         let Some(relay) = self.relay.as_mut() else { return };
         relay.delete(now);
-        let server = relay.server();
-        let mut out = Vec::new();
-        while let Some(t) = relay.poll_transmit(now) {
-            out.push(t);
-        }
+        // The delete goes out at once, past the uplink's delay line.
         self.up = None;
-        for t in out {
-            self.send_raw(ctx, now, server, &t);
-        }
+        self.send_relay_transmits(ctx, now);
     }
 }
 

@@ -240,14 +240,12 @@ impl Shard {
     fn command(&mut self, cmd: Cmd, now: Instant) {
         match cmd {
             Cmd::Add(id, media, out) => self.add(id, *media, out, now),
-            Cmd::Signal(id, v) => self.by_id(id, now, |m, out, now| match m.on_signal(&v, now) {
-                Ok(Some(reply)) => {
-                    let _ = out.send(MediaOut::Send(reply));
+            Cmd::Signal(id, v) => self.by_id(id, now, |m, now| {
+                if let Err(e) = m.on_signal(&v, now) {
+                    tracing::debug!("room signaling: {e}");
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!("room signaling: {e}"),
             }),
-            Cmd::Outage(id, d) => self.by_id(id, now, |m, _, now| m.outage(now, d)),
+            Cmd::Outage(id, d) => self.by_id(id, now, |m, now| m.outage(now, d)),
             Cmd::Switch(id, seed) => {
                 let Some(&i) = self.ids.get(&id) else { return };
                 let registry = self.poll.registry().try_clone();
@@ -288,13 +286,10 @@ impl Shard {
         });
     }
 
-    fn by_id(&mut self, id: u64, now: Instant, f: impl FnOnce(&mut Media, &UnboundedSender<MediaOut>, Instant)) {
-        let Some(&i) = self.ids.get(&id) else { return };
-        let Some(slot) = self.slots.get_mut(i).and_then(Option::as_mut) else {
-            return;
-        };
-        let out = slot.out.clone();
-        self.with(i, now, |m, now| f(m, &out, now));
+    fn by_id(&mut self, id: u64, now: Instant, f: impl FnOnce(&mut Media, Instant)) {
+        if let Some(&i) = self.ids.get(&id) {
+            self.with(i, now, f);
+        }
     }
 
     /// Runs `f` on participant `i`, contained: a panic ends that participant alone. Then tells its device what
