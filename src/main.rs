@@ -5,6 +5,7 @@ mod cli;
 mod dev;
 mod serve;
 mod token;
+mod web;
 
 use clap::Parser;
 use std::process::ExitCode;

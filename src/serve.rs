@@ -175,7 +175,7 @@ fn serve_api(
             let (routes, control) =
                 hualu_signaling::server::start(config, placement, None).context("starting call control")?;
             let _ = calls.set(control);
-            app = app.merge(routes);
+            app = app.merge(routes).merge(crate::web::router(config.dev));
         }
         Ok(app)
     };
