@@ -102,8 +102,7 @@ export class Room {
   /** Renegotiates after a local change (a track added), or restarts ICE. */
   async renegotiate({ iceRestart = false } = {}) {
     if (this.pc.signalingState === 'have-remote-offer') await this.pc.setLocalDescription({ type: 'rollback' });
-    const offer = await this.pc.createOffer({ iceRestart });
-    await this.pc.setLocalDescription(offer);
+    await this.offer(iceRestart);
     this.ourOffer = true;
     try {
       const answer = await this.request({ type: 'offer', sdp: this.pc.localDescription.sdp });
@@ -111,6 +110,15 @@ export class Room {
     } finally {
       this.ourOffer = false;
     }
+  }
+
+  // Creates and sets our offer. Chromium refuses its own offer ("Failed to apply demuxer criteria") when an
+  // m-section the server added lists every codec the browser has while the SSRC the server announced there is
+  // already bound: so each transceiver the server added keeps only the codecs the server offered in it.
+  async offer(iceRestart) {
+    pinCodecs(this.pc);
+    const offer = await this.pc.createOffer({ iceRestart });
+    await this.pc.setLocalDescription(offer);
   }
 
   // ------------------------------------------------------------------ the socket
@@ -354,7 +362,8 @@ export class Room {
         if (typeof navigator !== 'undefined' && navigator.onLine === false) throw new Error('offline');
         await this.resumeOnce();
         return;
-      } catch {
+      } catch (err) {
+        console.warn(`hualu: resuming the room failed (attempt ${attempt + 1}): ${err && err.message || err}`);
         await new Promise((resolve) => {
           this.wake = resolve;
           setTimeout(resolve, RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)]);
@@ -369,8 +378,7 @@ export class Room {
     } else {
       if (this.ws) this.ws.close();
       if (this.pc.signalingState !== 'stable') await this.pc.setLocalDescription({ type: 'rollback' });
-      const offer = await this.pc.createOffer({ iceRestart: true });
-      await this.pc.setLocalDescription(offer);
+      await this.offer(true);
       this.ourOffer = true;
       try {
         await this.open();
@@ -400,5 +408,34 @@ export class Room {
     setTimeout(() => ws && ws.close(), 200);
     this.pc.close();
     for (const p of this.participants.values()) for (const t of p.stream.getTracks()) t.stop();
+  }
+}
+
+/** The codec names (`audio/opus`) of each m-section of `sdp`, by mid. */
+function codecsByMid(sdp) {
+  const out = new Map();
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const kind = section.slice(0, section.indexOf(' '));
+    const mid = /\r?\na=mid:(\S+)/.exec(section);
+    if (!mid) continue;
+    const names = [...section.matchAll(/a=rtpmap:\d+ ([^/\s]+)/g)].map((m) => `${kind}/${m[1]}`.toLowerCase());
+    out.set(mid[1], new Set(names));
+  }
+  return out;
+}
+
+// Limits each receive-only transceiver (the server added it) to the codecs the server negotiated in it.
+function pinCodecs(pc) {
+  const remote = pc.currentRemoteDescription;
+  if (!remote || typeof RTCRtpTransceiver === 'undefined' || !RTCRtpTransceiver.prototype.setCodecPreferences) return;
+  const byMid = codecsByMid(remote.sdp);
+  for (const t of pc.getTransceivers()) {
+    if (!t.mid || t.direction !== 'recvonly' || !byMid.has(t.mid)) continue;
+    const kind = t.receiver.track.kind;
+    const wanted = byMid.get(t.mid);
+    const caps = (RTCRtpReceiver.getCapabilities(kind) || { codecs: [] }).codecs
+      .filter((c) => wanted.has(c.mimeType.toLowerCase()));
+    if (!caps.some((c) => !/\/(rtx|red|ulpfec|flexfec-03)$/i.test(c.mimeType))) continue;
+    try { t.setCodecPreferences(caps); } catch (err) { console.warn('hualu: setCodecPreferences failed', err); }
   }
 }
