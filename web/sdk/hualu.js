@@ -185,15 +185,15 @@ export class HualuClient extends Emitter {
         this.shutDown(1006, 'could not reconnect to call control');
         return;
       }
-      if (navigator.onLine !== false) {
-        try {
-          const welcome = await this.open();
-          this.retrying = null;
-          this.state = 'connected';
-          this.emit('reconnected', { resumed: !!welcome.resumed, ms: Math.round(performance.now() - since) });
-          return;
-        } catch { /* retry below */ }
-      }
+      // No check of navigator.onLine: browsers report false on machines with only loopback, where a server
+      // on 127.0.0.1 is still reachable. An attempt while offline fails fast; `online` wakes the next one.
+      try {
+        const welcome = await this.open();
+        this.retrying = null;
+        this.state = 'connected';
+        this.emit('reconnected', { resumed: !!welcome.resumed, ms: Math.round(performance.now() - since) });
+        return;
+      } catch { /* retry below */ }
       await new Promise((resolve) => {
         this.retrying.wake = resolve;
         setTimeout(resolve, RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)]);

@@ -340,9 +340,14 @@ export class Room {
   /** The network is gone (an `offline` event): drop the socket now, resume when it is back. */
   suspend() {
     if (this.closed || !this.ws) return;
+    // Detach the socket before closing it: its close event can come late (the page is offline, not the
+    // socket), and requests waiting on it would wait their whole timeout.
     const ws = this.ws;
-    this.reconnect('offline');
+    this.ws = null;
+    for (const w of this.waiting.values()) w.reject(new Error('offline'));
+    this.waiting.clear();
     ws.close();
+    this.reconnect('offline');
   }
 
   /** The network is back (an `online` event): retry at once. */
@@ -359,7 +364,6 @@ export class Room {
         return;
       }
       try {
-        if (typeof navigator !== 'undefined' && navigator.onLine === false) throw new Error('offline');
         await this.resumeOnce();
         return;
       } catch (err) {
