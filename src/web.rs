@@ -16,9 +16,21 @@ struct Asset {
 }
 
 const SDK: &[Asset] = &[
-    Asset { path: "/sdk/hualu.js", content_type: JS, body: include_str!("../web/sdk/hualu.js") },
-    Asset { path: "/sdk/room.js", content_type: JS, body: include_str!("../web/sdk/room.js") },
-    Asset { path: "/sdk/quality.js", content_type: JS, body: include_str!("../web/sdk/quality.js") },
+    Asset {
+        path: "/sdk/hualu.js",
+        content_type: JS,
+        body: include_str!("../web/sdk/hualu.js"),
+    },
+    Asset {
+        path: "/sdk/room.js",
+        content_type: JS,
+        body: include_str!("../web/sdk/room.js"),
+    },
+    Asset {
+        path: "/sdk/quality.js",
+        content_type: JS,
+        body: include_str!("../web/sdk/quality.js"),
+    },
     Asset {
         path: "/sdk/hualu.d.ts",
         content_type: "text/plain; charset=utf-8",
@@ -27,9 +39,21 @@ const SDK: &[Asset] = &[
 ];
 
 const APP: &[Asset] = &[
-    Asset { path: "/", content_type: "text/html; charset=utf-8", body: include_str!("../web/app/index.html") },
-    Asset { path: "/app.js", content_type: JS, body: include_str!("../web/app/app.js") },
-    Asset { path: "/app.css", content_type: "text/css; charset=utf-8", body: include_str!("../web/app/app.css") },
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_str!("../web/app/index.html"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: JS,
+        body: include_str!("../web/app/app.js"),
+    },
+    Asset {
+        path: "/app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../web/app/app.css"),
+    },
 ];
 
 /// The SDK's routes, and the demo app's when `app` is set (dev mode only: it signs in by name).
@@ -61,14 +85,22 @@ mod tests {
     fn every_sdk_module_an_asset_imports_is_served() {
         // A relative import the router does not serve would break the SDK in the browser only.
         for a in SDK.iter().chain(APP) {
-            for line in a.body.lines().filter(|l| l.trim_start().starts_with("import ") || l.starts_with("export {")) {
+            for line in a
+                .body
+                .lines()
+                .filter(|l| l.trim_start().starts_with("import ") || l.starts_with("export {"))
+            {
                 let Some(start) = line.find('\'') else { continue };
                 let spec = &line[start + 1..line[start + 1..].find('\'').map_or(line.len(), |e| start + 1 + e)];
                 let path = match spec.strip_prefix("./") {
                     Some(rest) => format!("{}/{rest}", &a.path[..a.path.rfind('/').unwrap_or(0)]),
                     None => spec.to_string(),
                 };
-                assert!(SDK.iter().any(|s| s.path == path), "{} imports {spec}, which is not served", a.path);
+                assert!(
+                    SDK.iter().any(|s| s.path == path),
+                    "{} imports {spec}, which is not served",
+                    a.path
+                );
             }
         }
     }
