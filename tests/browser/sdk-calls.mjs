@@ -2,7 +2,8 @@
 // `hualu up --dev` (call control, SFU and TURN in one process). Every page is loaded from the server itself.
 //   app        amy calls ben with video by clicking the demo app; ben accepts on the incoming-call screen;
 //              both receive audio and video; a screenshot of the in-call screen goes to target/browser/;
-//              amy hangs up and both apps leave the call.
+//              amy mutes and unmutes, turns her camera off and on, as ben's tile shows; amy hangs up and both
+//              apps leave the call.
 //   two tabs   bob has two devices: both ring, one accepts, the other hears answered_elsewhere.
 //   drop       bob's page goes offline for 3 s mid-call: the SDK emits reconnecting, then reconnected, and
 //              audio flows again both ways. Then alice hangs up: both get `ended` (hangup).
@@ -118,12 +119,33 @@ async function appScenario() {
   const shot = join(SHOT_DIR, 'in-call.png');
   await amy.screenshot({ path: shot });
   check('app: screenshot of the in-call screen', !!seen, shot);
+  await controls(amy, ben);
   await amy.click('#hangup');
   for (const p of [amy, ben]) {
     const r = await until(() => p.evaluate(() => document.body.dataset.screen), (s) => s === 'contacts', EVENT_MS);
     check(`app: ${p.label} is back at contacts after the hang-up`, r.ok, `screen ${r.value} after ${r.ms} ms`);
   }
   await ctx.close();
+}
+
+// amy's mute and camera buttons, as ben's tile of amy shows them; then ben still decodes amy's new camera track.
+async function controls(amy, ben) {
+  const tile = '.tile[data-identity="amy"]';
+  await amy.click('#mute');
+  const muted = await until(() => ben.locator(`${tile} .label`).textContent(), (t) => /muted/.test(t || ''), EVENT_MS);
+  check('app: amy mutes, and ben\'s tile of her says muted', muted.ok, `label "${muted.value}" after ${muted.ms} ms`);
+  await amy.click('#mute');
+  const unmuted = await until(() => ben.locator(`${tile} .label`).textContent(), (t) => t === 'amy', EVENT_MS);
+  check('app: amy unmutes, and the label clears', unmuted.ok, `label "${unmuted.value}" after ${unmuted.ms} ms`);
+  await amy.click('#camera');
+  const off = await until(() => ben.locator(tile).getAttribute('class'), (c) => /no-video/.test(c || ''), EVENT_MS);
+  check('app: amy turns her camera off, and ben\'s tile shows her avatar', off.ok, `class "${off.value}" after ${off.ms} ms`);
+  const before = ((await media(ben, 'app')).participants.amy || {}).framesDecoded || 0;
+  await amy.click('#camera');
+  const on = await until(() => ben.locator(tile).getAttribute('class'), (c) => !/no-video/.test(c || ''), EVENT_MS);
+  check('app: amy turns it back on, and the tile shows video again', on.ok, `class "${on.value}" after ${on.ms} ms`);
+  const r = await until(() => media(ben, 'app'), (m) => receives(m, ['amy'], 0, before + FRAMES), MEDIA_MS, 500);
+  check('app: ben decodes amy\'s camera again', r.ok, `${fmtMedia(r.value)}; ${before} frames before`);
 }
 
 async function twoTabsAndDrop(alice, bob1, bob2, bobCtx) {
