@@ -6,7 +6,8 @@
 //              apps leave the call.
 //   two tabs   bob has two devices: both ring, one accepts, the other hears answered_elsewhere.
 //   drop       bob's page goes offline for 3 s mid-call: the SDK emits reconnecting, then reconnected, and
-//              audio flows again both ways. Then alice hangs up: both get `ended` (hangup).
+//              audio flows again both ways. Then his room socket closes alone, then his call-control socket:
+//              each layer resumes, and the call stays active. Then alice hangs up: both get `ended` (hangup).
 //   decline    bob declines on one device: alice gets declined and ended (declined), bob's other device too.
 //   no answer  carol does not answer within the ring timeout: ended (no_answer) on both sides.
 //   group      alice calls bob and carol with video: each receives the other two, with an E-model MOS.
@@ -173,9 +174,28 @@ async function twoTabsAndDrop(alice, bob1, bob2, bobCtx) {
   const r2 = await until(() => media(bob1, id), (m) => receives(m, ['alice'], AUDIO, 0), MEDIA_MS, 500);
   check('drop: bob receives alice\'s audio after the resume', r2.ok, fmtMedia(r2.value));
 
+  await socketsDrop(alice, bob1, id);
   await act(alice, 'hangup', id);
   await expectEvent('hangup: alice ended', alice, 'ended', id, (e) => e.reason === 'hangup');
   await expectEvent('hangup: bob ended (hangup)', bob1, 'ended', id, (e) => e.reason === 'hangup');
+}
+
+// Each of bob's two sockets closes on its own (as a proxy or a NAT drops one): the SDK resumes that layer alone,
+// and the call goes on.
+async function socketsDrop(alice, bob1, id) {
+  const count = async (type, call) => (await ev(bob1, type, call)).length;
+  const [rooms, controls] = [await count('reconnected', id), await count('client_reconnected', null)];
+  await bob1.evaluate((i) => T.call(i).room.ws.close(), id);
+  const r = await until(() => count('reconnected', id), (n) => n > rooms, EVENT_MS);
+  check('socket drop: the room socket closes, and the call resumes the room', r.ok, `after ${r.ms} ms`);
+  await bob1.evaluate(() => T.client.ws.close());
+  const c = await until(() => count('client_reconnected', null), (n) => n > controls, EVENT_MS);
+  check('socket drop: the call-control socket closes, and the session resumes', c.ok, `after ${c.ms} ms`);
+  const base = ((await media(alice, id)).participants.bob || {}).audioPackets || 0;
+  const m = await until(() => media(alice, id), (x) => receives(x, ['bob'], base + AUDIO, 0), MEDIA_MS, 500);
+  check('socket drop: alice still receives bob\'s audio', m.ok, `${fmtMedia(m.value)}; ${base} packets before`);
+  const st = await bob1.evaluate((i) => T.call(i).state, id);
+  check('socket drop: bob\'s call is active', st === 'active', `state ${st}`);
 }
 
 async function decline(alice, bob1, bob2) {
