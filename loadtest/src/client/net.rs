@@ -27,10 +27,33 @@ pub enum Recv {
     Held,
 }
 
+/// Held buffers a path keeps for reuse; more than a few seconds of a call's packets are freed instead.
+const SPARE_BUFFERS: usize = 256;
+
 /// One direction's model and its queue.
 struct Path {
     link: Link,
     line: DelayLine<Held>,
+    /// Buffers of datagrams already let through, reused for the next ones held: once a path has warmed up,
+    /// holding a datagram allocates nothing.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Path {
+    /// Holds a copy of `data` (to or from `addr`) until `at_ms`, in a reused buffer.
+    fn hold(&mut self, at_ms: f64, addr: SocketAddr, data: &[u8]) {
+        let mut buf = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(1500));
+        buf.clear();
+        buf.extend_from_slice(data);
+        self.line.push(at_ms, (addr, buf));
+    }
+
+    /// Gives a let-through datagram's buffer back for reuse.
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buf);
+        }
+    }
 }
 
 /// The socket and the two directions.
@@ -151,7 +174,7 @@ impl Net {
             return self.arrived(now, from, 0, n);
         };
         if let Fate::Deliver { at_ms } = down.link.send(ctx.ms(now), n) {
-            down.line.push(at_ms, (from, self.buf[..n].to_vec()));
+            down.hold(at_ms, from, &self.buf[..n]);
         }
         Recv::Held
     }
@@ -161,8 +184,10 @@ impl Net {
         loop {
             let down = self.down.as_mut()?;
             let (from, data) = down.line.pop_due(ctx.ms(now))?;
-            self.buf[..data.len()].copy_from_slice(&data);
-            if let Recv::Ready(from) = self.arrived(now, from, 0, data.len()) {
+            let len = data.len();
+            self.buf[..len].copy_from_slice(&data);
+            down.recycle(data);
+            if let Recv::Ready(from) = self.arrived(now, from, 0, len) {
                 return Some(from);
             }
         }
@@ -224,7 +249,7 @@ impl Net {
             }
             Some(up) => {
                 if let Fate::Deliver { at_ms } = up.link.send(ctx.ms(now), data.len()) {
-                    up.line.push(at_ms, (to, data.to_vec()));
+                    up.hold(at_ms, to, data);
                 }
             }
         }
@@ -238,6 +263,7 @@ impl Net {
             if self.udp.send_to(&data, to).is_err() {
                 self.send_errors += 1;
             }
+            up.recycle(data);
         }
     }
 
@@ -318,6 +344,7 @@ fn path(params: &crate::impair::LinkParams, seed: u64) -> Path {
     Path {
         link: Link::new(params, seed),
         line: DelayLine::new(),
+        spare: Vec::new(),
     }
 }
 
@@ -325,4 +352,36 @@ fn path(params: &crate::impair::LinkParams, seed: u64) -> Path {
 pub fn bind(source: Option<IpAddr>) -> std::io::Result<std::net::UdpSocket> {
     let ip = source.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::impair::LinkParams;
+
+    /// A held datagram comes back intact, and the next one held reuses its buffer instead of allocating.
+    #[test]
+    fn a_path_reuses_the_buffers_it_lets_through() {
+        let mut p = path(&LinkParams::clean(), 1);
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        p.hold(5.0, addr, b"first datagram");
+        assert!(p.line.pop_due(4.0).is_none());
+        let (to, data) = p.line.pop_due(5.0).expect("due at 5 ms");
+        assert_eq!((to, data.as_slice()), (addr, &b"first datagram"[..]));
+        let reused = data.as_ptr();
+        p.recycle(data);
+        p.hold(6.0, addr, b"second");
+        let (_, data) = p.line.pop_due(6.0).expect("due at 6 ms");
+        assert_eq!((data.as_ptr(), data.as_slice()), (reused, &b"second"[..]));
+    }
+
+    /// The spare pool is bounded: a burst let through at once keeps at most [`SPARE_BUFFERS`] for later.
+    #[test]
+    fn the_spare_pool_is_bounded() {
+        let mut p = path(&LinkParams::clean(), 1);
+        for _ in 0..SPARE_BUFFERS + 50 {
+            p.recycle(Vec::with_capacity(16));
+        }
+        assert_eq!(p.spare.len(), SPARE_BUFFERS);
+    }
 }
