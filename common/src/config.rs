@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+pub use crate::config_cluster::{ClusterConfig, SelectorKind};
 pub use crate::config_sfu::{HttpConfig, SfuConfig};
 pub use crate::config_signaling::SignalingConfig;
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub sfu: SfuConfig,
     /// Call control.
     pub signaling: SignalingConfig,
+    /// Many nodes through Redis; off without a `redis_url`.
+    pub cluster: ClusterConfig,
 }
 
 /// `[auth]`: the keys an app's backend signs its users' access tokens with (JWTs, see [`crate::token`]): HS256
@@ -330,6 +333,7 @@ impl Config {
         self.turn.validate()?;
         self.sfu.validate()?;
         self.signaling.validate()?;
+        self.cluster.validate()?;
         self.auth.validate()
     }
 }

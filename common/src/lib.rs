@@ -14,10 +14,12 @@
 
 pub mod clock;
 pub mod config;
+mod config_cluster;
 mod config_sfu;
 mod config_signaling;
 pub mod http;
 pub mod ice_servers;
+pub mod procstat;
 pub mod rest;
 pub mod telemetry;
 pub mod token;

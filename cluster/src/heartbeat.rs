@@ -1,0 +1,167 @@
+//! An SFU node's heartbeat: its load into Redis every `heartbeat_ms`, on a thread of its own so that neither
+//! the media loops nor the HTTP runtime wait on Redis.
+
+use crate::node::{Load, NodeInfo, NodeState};
+use crate::registry::{ClusterError, Registry};
+use hualu_common::config::ClusterConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// What the node counts, read once per heartbeat: rooms, participants, and media packets in and out since start.
+pub type LoadSource = Box<dyn Fn() -> (u64, u64, u64) + Send>;
+
+/// Who the node is, for its heartbeat.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `cluster.node_id`, resolved.
+    pub id: String,
+    /// The room URL clients are sent to.
+    pub url: String,
+}
+
+/// A running heartbeat. [`Heartbeat::stop`] removes the node from the cluster at once.
+pub struct Heartbeat {
+    draining: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    /// Starts reporting. Redis may be down: the node then retries each period and logs the outage once.
+    pub fn start(cfg: &ClusterConfig, who: Identity, load: LoadSource) -> Result<Self, ClusterError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ClusterError::Runtime(e.to_string()))?;
+        let registry = {
+            let _inside = runtime.enter();
+            Registry::connect(cfg)?
+        };
+        let draining = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = oneshot::channel();
+        let beat = Beat {
+            registry,
+            info: NodeInfo {
+                id: who.id,
+                url: who.url,
+                region: cfg.region.clone(),
+                state: NodeState::Serving,
+                load: Load::default(),
+                max_participants: cfg.max_participants as u64,
+                started_ms: hualu_common::clock::unix_now_ms(),
+                sent_ms: 0,
+            },
+            load,
+            draining: draining.clone(),
+            every: Duration::from_millis(cfg.heartbeat_ms),
+        };
+        let thread = std::thread::Builder::new()
+            .name("cluster-heartbeat".into())
+            .spawn(move || runtime.block_on(beat.run(rx)))
+            .map_err(|e| ClusterError::Runtime(e.to_string()))?;
+        Ok(Self {
+            draining,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// From the next heartbeat on, the node says it is draining: it gets no new rooms.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops the heartbeat and removes the node from Redis (bounded by the client's timeouts).
+    pub fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Beat {
+    registry: Registry,
+    info: NodeInfo,
+    load: LoadSource,
+    draining: Arc<AtomicBool>,
+    every: Duration,
+}
+
+impl Beat {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = Sample::now(&self.load);
+        let mut healthy = true;
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = tick.tick() => {}
+            }
+            let now = Sample::now(&self.load);
+            self.info.load = now.since(&last);
+            self.info.state = match self.draining.load(Ordering::Relaxed) {
+                true => NodeState::Draining,
+                false => NodeState::Serving,
+            };
+            self.info.sent_ms = hualu_common::clock::unix_now_ms();
+            last = now;
+            let result = self.registry.heartbeat(&self.info).await;
+            let label = if result.is_ok() { "ok" } else { "error" };
+            metrics::counter!("hualu_cluster_heartbeats_total", "result" => label).increment(1);
+            match result {
+                Ok(()) if !healthy => {
+                    tracing::info!(node = %self.info.id, "heartbeats reach Redis again");
+                    healthy = true;
+                }
+                Err(e) if healthy => {
+                    tracing::warn!(node = %self.info.id, error = %e, "heartbeat failed; retrying each period");
+                    healthy = false;
+                }
+                _ => {}
+            }
+        }
+        match self.registry.deregister(&self.info.id).await {
+            Ok(()) => tracing::info!(node = %self.info.id, "left the cluster"),
+            Err(e) => tracing::warn!(node = %self.info.id, error = %e, "could not leave the cluster; it expires"),
+        }
+    }
+}
+
+/// Counters at one instant, for rates between two heartbeats.
+struct Sample {
+    at: Instant,
+    rooms: u64,
+    participants: u64,
+    packets: u64,
+    cpu_s: f64,
+}
+
+impl Sample {
+    fn now(load: &LoadSource) -> Self {
+        let (rooms, participants, packets) = load();
+        Self {
+            at: Instant::now(),
+            rooms,
+            participants,
+            packets,
+            cpu_s: hualu_common::procstat::proc_cpu_s(std::process::id()).unwrap_or(0.0),
+        }
+    }
+
+    fn since(&self, before: &Sample) -> Load {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3);
+        Load {
+            rooms: self.rooms,
+            participants: self.participants,
+            packets_per_s: (self.packets.saturating_sub(before.packets) as f64 / secs).round() as u64,
+            cpu_cores: ((self.cpu_s - before.cpu_s).max(0.0) / secs * 100.0).round() / 100.0,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! hualu's cluster mode: SFU nodes register in Redis and heartbeat their load ([`Heartbeat`]); call control
+//! reads the live nodes and places each new room on one of them ([`select::choose`], [`Registry::place_room`]).
+//! Redis holds the state; no node trusts another's memory, and no consensus is built here.
+
+pub mod heartbeat;
+pub mod node;
+pub mod registry;
+pub mod select;
+
+pub use heartbeat::{Heartbeat, Identity, LoadSource};
+pub use node::{Load, NodeInfo, NodeState};
+pub use registry::{ClusterError, Registry};
+pub use select::{choose, NoNode};

@@ -1,0 +1,104 @@
+//! What an SFU node says of itself in each heartbeat.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a node takes new rooms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Takes new rooms.
+    #[default]
+    Serving,
+    /// Keeps its rooms until they move or end; takes no new ones.
+    Draining,
+}
+
+/// The load an SFU node measures of itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Rooms open.
+    pub rooms: u64,
+    /// Participants connected.
+    pub participants: u64,
+    /// Media packets in and out per second, over the last report.
+    pub packets_per_s: u64,
+    /// CPU the process used over the last report, in cores.
+    pub cpu_cores: f64,
+}
+
+/// One SFU node as the cluster sees it: the heartbeat's JSON in Redis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Unique name (`cluster.node_id`).
+    pub id: String,
+    /// The room URL clients are sent to.
+    pub url: String,
+    /// Region label; may be empty.
+    pub region: String,
+    /// Serving or draining.
+    pub state: NodeState,
+    /// What it carries.
+    pub load: Load,
+    /// Participants it takes (`cluster.max_participants`).
+    pub max_participants: u64,
+    /// When it started, in Unix milliseconds: a restarted node with the same id is a new node.
+    pub started_ms: u64,
+    /// When it sent this report, in Unix milliseconds.
+    pub sent_ms: u64,
+}
+
+impl NodeInfo {
+    /// Participants over capacity: 0 idle, 1 full.
+    pub fn load_ratio(&self) -> f64 {
+        self.load.participants as f64 / self.max_participants.max(1) as f64
+    }
+
+    /// Whether the node takes a new room of `participants`.
+    pub fn takes(&self, participants: u64) -> bool {
+        self.state == NodeState::Serving && self.load.participants + participants <= self.max_participants
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn node(id: &str, region: &str, participants: u64, max: u64) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        url: format!("ws://{id}/rtc"),
+        region: region.into(),
+        state: NodeState::Serving,
+        load: Load {
+            participants,
+            rooms: participants / 2,
+            ..Load::default()
+        },
+        max_participants: max,
+        started_ms: 1,
+        sent_ms: 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_round_trips_through_json() {
+        let mut n = node("sfu-a", "eu", 10, 100);
+        n.state = NodeState::Draining;
+        let text = serde_json::to_string(&n).expect("serialize");
+        assert!(text.contains("\"state\":\"draining\""), "{text}");
+        let back: NodeInfo = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, n);
+    }
+
+    #[test]
+    fn a_full_or_draining_node_takes_nothing() {
+        let n = node("a", "", 98, 100);
+        assert!(n.takes(2));
+        assert!(!n.takes(3));
+        let mut d = node("b", "", 0, 100);
+        d.state = NodeState::Draining;
+        assert!(!d.takes(1));
+        assert!((node("c", "", 50, 100).load_ratio() - 0.5).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,187 @@
+//! The cluster's state in Redis.
+//!
+//! Keys, under `cluster.key_prefix` (`hualu` below):
+//! - `hualu:node:<id>`: the node's last heartbeat ([`NodeInfo`] as JSON), expiring after `dead_after_ms`. Redis's
+//!   own clock decides death: a key that expired is a dead node, whatever the nodes' clocks say.
+//! - `hualu:nodes`: the set of node ids that have registered; ids whose key expired are pruned as they are read.
+//! - `hualu:room:<room>`: the id of the node a room lives on. Set once, atomically, by [`Registry::place_room`].
+
+use crate::node::NodeInfo;
+use hualu_common::config::ClusterConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands as _;
+use std::time::Duration;
+
+/// A Redis failure, with what hualu was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `cluster.redis_url` does not parse.
+    #[error("cluster.redis_url: {0}")]
+    Url(redis::RedisError),
+    /// The client's thread or runtime could not start.
+    #[error("cluster: {0}")]
+    Runtime(String),
+    /// A command failed (Redis down, timeout, refused).
+    #[error("redis: {what}: {source}")]
+    Redis {
+        /// The operation.
+        what: &'static str,
+        /// Why.
+        source: redis::RedisError,
+    },
+}
+
+fn failed(what: &'static str) -> impl FnOnce(redis::RedisError) -> ClusterError {
+    move |source| ClusterError::Redis { what, source }
+}
+
+/// How long a room's record lives without being closed: longer than any call, so that a signaling node that
+/// died before closing its rooms leaves nothing behind for ever.
+const ROOM_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Places a room on a node, atomically: a room already placed stays where it is (its node is returned), and a
+/// room is only placed on a node whose heartbeat is alive (else nil).
+const PLACE_ROOM: &str = r"
+local placed = redis.call('GET', KEYS[1])
+if placed then return placed end
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]
+";
+
+/// A handle on the cluster's Redis. Cheap to clone; commands from clones share one multiplexed connection, which
+/// reconnects by itself when Redis comes back.
+#[derive(Clone)]
+pub struct Registry {
+    con: ConnectionManager,
+    prefix: String,
+    dead_after: Duration,
+    place: std::sync::Arc<redis::Script>,
+}
+
+impl Registry {
+    /// Connects lazily: nothing is sent until the first command, so a node starts while Redis is down. Must run
+    /// inside a tokio runtime.
+    pub fn connect(cfg: &ClusterConfig) -> Result<Self, ClusterError> {
+        let client = redis::Client::open(cfg.redis_url.as_str()).map_err(ClusterError::Url)?;
+        // Every command is bounded: a stalled Redis must not stall a heartbeat or a call's placement.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let con = client.get_connection_manager_lazy(config).map_err(ClusterError::Url)?;
+        Ok(Self {
+            con,
+            prefix: cfg.key_prefix.clone(),
+            dead_after: Duration::from_millis(cfg.dead_after_ms),
+            place: std::sync::Arc::new(redis::Script::new(PLACE_ROOM)),
+        })
+    }
+
+    fn node_key(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.prefix)
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    fn room_key(&self, room: &str) -> String {
+        format!("{}:room:{room}", self.prefix)
+    }
+
+    /// Writes a node's heartbeat, alive for `dead_after_ms` from now.
+    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<(), ClusterError> {
+        let json = serde_json::to_string(info).unwrap_or_default();
+        let ms = self.dead_after.as_millis() as u64;
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.node_key(&info.id))
+            .arg(json)
+            .arg("PX")
+            .arg(ms)
+            .ignore()
+            .sadd(self.nodes_key(), &info.id)
+            .ignore()
+            .exec_async(&mut self.con.clone())
+            .await
+            .map_err(failed("heartbeat"))
+    }
+
+    /// Removes a node at once (a clean stop), rather than waiting for its heartbeat to expire.
+    pub async fn deregister(&self, id: &str) -> Result<(), ClusterError> {
+        redis::pipe()
+            .atomic()
+            .del(self.node_key(id))
+            .ignore()
+            .srem(self.nodes_key(), id)
+            .ignore()
+            .exec_async(&mut self.con.clone())
+            .await
+            .map_err(failed("deregister"))
+    }
+
+    /// The live nodes, by id. Ids whose heartbeat expired are dropped from the set as they are found.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        let mut con = self.con.clone();
+        let mut ids: Vec<String> = con.smembers(self.nodes_key()).await.map_err(failed("list nodes"))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ids.sort();
+        let keys: Vec<String> = ids.iter().map(|id| self.node_key(id)).collect();
+        let beats: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut con)
+            .await
+            .map_err(failed("read nodes"))?;
+        let mut live = Vec::with_capacity(ids.len());
+        let mut dead = Vec::new();
+        for (id, beat) in ids.into_iter().zip(beats) {
+            match beat.map(|b| serde_json::from_str::<NodeInfo>(&b)) {
+                Some(Ok(info)) => live.push(info),
+                Some(Err(e)) => tracing::warn!(node = %id, error = %e, "a node's heartbeat does not parse; skipped"),
+                None => dead.push(id),
+            }
+        }
+        if !dead.is_empty() {
+            let _: Result<u64, _> = con.srem(self.nodes_key(), &dead).await;
+        }
+        Ok(live)
+    }
+
+    /// Puts `room` on node `node` unless it is placed already. Returns the room's node: `node`, or the one it was
+    /// on before; `None` when `node` is not alive.
+    pub async fn place_room(&self, room: &str, node: &str) -> Result<Option<String>, ClusterError> {
+        self.place
+            .key(self.room_key(room))
+            .key(self.node_key(node))
+            .arg(node)
+            .arg(ROOM_TTL.as_millis() as u64)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("place room"))
+    }
+
+    /// The node `room` lives on, if it is placed.
+    pub async fn room_node(&self, room: &str) -> Result<Option<String>, ClusterError> {
+        self.con
+            .clone()
+            .get(self.room_key(room))
+            .await
+            .map_err(failed("find room"))
+    }
+
+    /// Forgets `room` (its call ended).
+    pub async fn close_room(&self, room: &str) -> Result<(), ClusterError> {
+        let _: u64 = self
+            .con
+            .clone()
+            .del(self.room_key(room))
+            .await
+            .map_err(failed("close room"))?;
+        Ok(())
+    }
+}

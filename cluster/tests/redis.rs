@@ -1,0 +1,244 @@
+//! The registry against a real `redis-server` (Debian's), started here on a Unix socket in a temporary
+//! directory, so tests never share a Redis or a port.
+
+use hualu_cluster::{Heartbeat, Identity, Load, NodeInfo, NodeState, Registry};
+use hualu_common::config::ClusterConfig;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Redis {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Redis {
+    fn start(name: &str) -> Redis {
+        let dir = std::env::temp_dir().join(format!("hualu-redis-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let mut r = Redis {
+            child: spawn(&dir),
+            dir,
+        };
+        r.wait_up();
+        r
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
+    fn url(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    fn wait_up(&mut self) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !self.socket().exists() {
+            assert!(Instant::now() < until, "redis-server did not open its socket");
+            assert!(self.child.try_wait().expect("poll").is_none(), "redis-server exited");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.socket());
+        self.child = spawn(&self.dir);
+        self.wait_up();
+    }
+}
+
+fn spawn(dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+        .arg(dir.join("redis.sock"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (apt-get install redis-server)")
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn config(redis: &Redis, dead_after_ms: u64) -> ClusterConfig {
+    ClusterConfig {
+        redis_url: redis.url(),
+        heartbeat_ms: 100,
+        dead_after_ms,
+        max_participants: 100,
+        ..ClusterConfig::default()
+    }
+}
+
+fn info(id: &str, participants: u64) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        url: format!("ws://{id}/rtc"),
+        region: String::new(),
+        state: NodeState::Serving,
+        load: Load {
+            participants,
+            ..Load::default()
+        },
+        max_participants: 100,
+        started_ms: 1,
+        sent_ms: 1,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+#[test]
+fn a_node_lives_while_it_beats_and_is_gone_after_dead_after() {
+    let redis = Redis::start("beat");
+    runtime().block_on(async {
+        let reg = Registry::connect(&config(&redis, 400)).expect("connect");
+        reg.heartbeat(&info("a", 3)).await.expect("beat a");
+        reg.heartbeat(&info("b", 5)).await.expect("beat b");
+        let nodes = reg.nodes().await.expect("nodes");
+        assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(nodes[1].load.participants, 5);
+        // b keeps beating, a stops.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            reg.heartbeat(&info("b", 6)).await.expect("beat b");
+        }
+        let nodes = reg.nodes().await.expect("nodes");
+        assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        reg.deregister("b").await.expect("deregister");
+        assert!(reg.nodes().await.expect("nodes").is_empty());
+    });
+}
+
+#[test]
+fn a_room_is_placed_once_and_only_on_a_live_node() {
+    let redis = Redis::start("place");
+    runtime().block_on(async {
+        let reg = Registry::connect(&config(&redis, 3000)).expect("connect");
+        reg.heartbeat(&info("a", 0)).await.expect("beat a");
+        reg.heartbeat(&info("b", 0)).await.expect("beat b");
+        assert_eq!(reg.place_room("r1", "a").await.expect("place"), Some("a".into()));
+        assert_eq!(
+            reg.place_room("r1", "b").await.expect("place again"),
+            Some("a".into()),
+            "a room already placed stays where it is"
+        );
+        assert_eq!(reg.place_room("r2", "ghost").await.expect("place on a dead node"), None);
+        assert_eq!(reg.room_node("r2").await.expect("find"), None);
+        assert_eq!(reg.room_node("r1").await.expect("find"), Some("a".into()));
+        reg.close_room("r1").await.expect("close");
+        assert_eq!(
+            reg.place_room("r1", "b").await.expect("place after close"),
+            Some("b".into())
+        );
+    });
+}
+
+#[test]
+fn concurrent_placements_of_one_room_agree() {
+    let redis = Redis::start("race");
+    runtime().block_on(async {
+        let reg = Registry::connect(&config(&redis, 3000)).expect("connect");
+        for id in ["a", "b", "c", "d"] {
+            reg.heartbeat(&info(id, 0)).await.expect("beat");
+        }
+        for round in 0..20 {
+            let room = format!("race-{round}");
+            let tries = ["a", "b", "c", "d"].map(|id| {
+                let (reg, room) = (reg.clone(), room.clone());
+                tokio::spawn(async move { reg.place_room(&room, id).await })
+            });
+            let mut answers = Vec::new();
+            for t in tries {
+                answers.push(t.await.expect("task").expect("place"));
+            }
+            assert!(answers.iter().all(|a| a == &answers[0] && a.is_some()), "{answers:?}");
+        }
+    });
+}
+
+#[test]
+fn commands_work_again_once_redis_is_back() {
+    let mut redis = Redis::start("restart");
+    let rt = runtime();
+    let reg = rt.block_on(async { Registry::connect(&config(&redis, 3000)).expect("connect") });
+    rt.block_on(async { reg.heartbeat(&info("a", 0)).await.expect("beat") });
+    redis.restart();
+    let until = Instant::now() + Duration::from_secs(10);
+    let back = rt.block_on(async {
+        loop {
+            if reg.heartbeat(&info("a", 1)).await.is_ok() {
+                return true;
+            }
+            if Instant::now() > until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(back, "the registry reconnects after a Redis restart");
+    let nodes = rt.block_on(async { reg.nodes().await.expect("nodes") });
+    assert_eq!(nodes.len(), 1);
+}
+
+#[test]
+fn the_heartbeat_reports_load_and_state_and_leaves_on_stop() {
+    let redis = Redis::start("heartbeat");
+    let cfg = config(&redis, 1000);
+    let who = Identity {
+        id: "sfu-x".into(),
+        url: "ws://127.0.0.1:1/rtc".into(),
+    };
+    let started = Instant::now();
+    let beat = Heartbeat::start(
+        &cfg,
+        who,
+        Box::new(move || (2, 4, started.elapsed().as_millis() as u64)),
+    )
+    .expect("start");
+    let rt = runtime();
+    let reg = rt.block_on(async { Registry::connect(&cfg).expect("connect") });
+    let read = |want: NodeState| {
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            let nodes = rt.block_on(async { reg.nodes().await.expect("nodes") });
+            if let Some(n) = nodes.into_iter().find(|n| n.state == want) {
+                return n;
+            }
+            assert!(Instant::now() < until, "no {want:?} heartbeat within 5 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let serving = read(NodeState::Serving);
+    assert_eq!(
+        (serving.id.as_str(), serving.load.rooms, serving.load.participants),
+        ("sfu-x", 2, 4)
+    );
+    assert_eq!(serving.max_participants, 100);
+    beat.drain();
+    let draining = read(NodeState::Draining);
+    // The load source counts 1,000 packets a second.
+    assert!(
+        (500..2000).contains(&draining.load.packets_per_s),
+        "{:?}",
+        draining.load
+    );
+    beat.stop();
+    assert!(
+        rt.block_on(async { reg.nodes().await.expect("nodes") }).is_empty(),
+        "a clean stop leaves at once"
+    );
+}
