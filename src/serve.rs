@@ -3,6 +3,7 @@
 
 use crate::cli::{Cli, Command};
 use anyhow::Context as _;
+use hualu_cluster::{Heartbeat, Identity, MediaEvent, MediaSink};
 use hualu_common::config::Config;
 use hualu_common::http::{self, Health};
 use hualu_sfu::signaling::{self, RtcState};
@@ -67,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 struct Running {
     relay: Option<Relay>,
     sfu: Option<Arc<Node>>,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Running {
@@ -84,6 +86,9 @@ impl Running {
     }
 
     fn stop(self) {
+        if let Some(h) = self.heartbeat {
+            h.stop();
+        }
         if let Some(r) = self.relay {
             r.stop();
         }
@@ -108,13 +113,21 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
     if let Some(r) = &relay {
         ready.push(format!("turn udp {:?} tcp {:?} tls {:?}", r.udp, r.tcp, r.tls));
     }
-    // Call control hears from the SFU when calls' media starts or dies; it starts after the SFU.
+    // Call control hears from the SFU when calls' media starts or dies; it starts after the SFU. In a cluster the
+    // reports go through Redis, to whichever signaling node follows them (this one too, if it runs signaling).
     let calls: Arc<OnceLock<CallControl>> = Arc::new(OnceLock::new());
+    let published: Arc<OnceLock<MediaSink>> = Arc::new(OnceLock::new());
     let sfu = match services.sfu {
         true => {
-            let calls = calls.clone();
+            let (calls, published) = (calls.clone(), published.clone());
             let observer: hualu_sfu::shard::Observer = Arc::new(move |r: hualu_sfu::MediaReport| {
-                if let Some(c) = calls.get() {
+                if let Some(sink) = published.get() {
+                    sink.report(MediaEvent {
+                        room: r.room.clone(),
+                        identity: r.identity.clone(),
+                        flowing: r.flowing,
+                    });
+                } else if let Some(c) = calls.get() {
                     c.media(&r.room, &r.identity, r.flowing);
                 }
             });
@@ -123,8 +136,15 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         }
         false => None,
     };
+    let mut heartbeat = None;
     if sfu.is_some() || services.signaling {
         let api = serve_api(&config, sfu.clone(), services.signaling, &calls)?;
+        if let Some(node) = sfu.as_ref().filter(|_| config.cluster.enabled()) {
+            let (beat, who) = join_cluster(&config, node.clone(), api)?;
+            let _ = published.set(beat.media());
+            ready.push(format!("cluster node {} at {}", who.id, who.url));
+            heartbeat = Some(beat);
+        }
         if let Some(node) = &sfu {
             ready.push(format!(
                 "sfu udp {:?} ice-tcp {:?}; rooms ws://{api}/rtc",
@@ -136,7 +156,7 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
             ready.push(format!("calls ws://{api}/ws"));
         }
     }
-    let running = Running { relay, sfu };
+    let running = Running { relay, sfu, heartbeat };
     health.set_ready();
     println!("hualu ready: {}; metrics http://{metrics}/metrics", ready.join("; "));
     wait_for_signal(&running, &signals);
@@ -163,8 +183,8 @@ fn serve_api(
             app = app.merge(signaling::router(RtcState::new(node, config)));
         }
         if signaling {
-            // With the SFU here, an ended call's room is closed on it.
-            let placement = sfu_here.map(|node| {
+            // With the SFU here, an ended call's room is closed on it. A cluster places rooms on any node.
+            let placement = sfu_here.filter(|_| !config.cluster.enabled()).map(|node| {
                 let key = config.auth.api_keys.iter().next().map(|(k, v)| (k.clone(), v.clone()));
                 let close: CloseRoom = Box::new(move |room: &str| {
                     node.close_room(room);
@@ -193,9 +213,51 @@ fn wait_for_signal(running: &Running, signals: &AtomicUsize) {
     signals.store(0, Ordering::Relaxed);
 }
 
+/// Registers this SFU node in the cluster and starts its heartbeat.
+fn join_cluster(config: &Config, node: Arc<Node>, api: std::net::SocketAddr) -> anyhow::Result<(Heartbeat, Identity)> {
+    let c = &config.cluster;
+    let id = match c.node_id.as_str() {
+        "" => format!("{}-{}", hostname(), api.port()),
+        id => id.to_string(),
+    };
+    let url = match c.advertise_url.as_str() {
+        "" if api.ip().is_unspecified() => anyhow::bail!(
+            "config: cluster.advertise_url: must be set when http.listen is {api} (clients cannot reach it)"
+        ),
+        "" => format!("ws://{api}/rtc"),
+        url => url.to_string(),
+    };
+    let who = Identity { id, url };
+    let beat = Heartbeat::start(c, who.clone(), Box::new(move || node.load())).context("joining the cluster")?;
+    Ok((beat, who))
+}
+
+fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "sfu".into()
+    } else {
+        name
+    }
+}
+
 /// Refuses new TURN allocations, lets existing ones run until the deadline (or a second signal), then stops
 /// everything. The SFU's participants are told the server is stopping.
 fn drain(running: Running, signals: &AtomicUsize, deadline: Duration) {
+    if let Some(h) = &running.heartbeat {
+        h.drain();
+    }
     if let Some(relay) = &running.relay {
         relay.drain();
         let until = Instant::now() + deadline;

@@ -1,6 +1,7 @@
 //! An SFU node's heartbeat: its load into Redis every `heartbeat_ms`, on a thread of its own so that neither
 //! the media loops nor the HTTP runtime wait on Redis.
 
+use crate::media::MediaSink;
 use crate::node::{Load, NodeInfo, NodeState};
 use crate::registry::{ClusterError, Registry};
 use hualu_common::config::ClusterConfig;
@@ -24,6 +25,7 @@ pub struct Identity {
 
 /// A running heartbeat. [`Heartbeat::stop`] removes the node from the cluster at once.
 pub struct Heartbeat {
+    media: MediaSink,
     draining: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -42,6 +44,8 @@ impl Heartbeat {
         };
         let draining = Arc::new(AtomicBool::new(false));
         let (tx, rx) = oneshot::channel();
+        let (media, reports) = MediaSink::new();
+        let publisher = registry.clone();
         let beat = Beat {
             registry,
             info: NodeInfo {
@@ -60,13 +64,24 @@ impl Heartbeat {
         };
         let thread = std::thread::Builder::new()
             .name("cluster-heartbeat".into())
-            .spawn(move || runtime.block_on(beat.run(rx)))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::spawn(crate::media::publish(publisher, reports));
+                    beat.run(rx).await;
+                })
+            })
             .map_err(|e| ClusterError::Runtime(e.to_string()))?;
         Ok(Self {
+            media,
             draining,
             stop: Some(tx),
             thread: Some(thread),
         })
+    }
+
+    /// Where the node's media reports go: published to Redis from the heartbeat's thread.
+    pub fn media(&self) -> MediaSink {
+        self.media.clone()
     }
 
     /// From the next heartbeat on, the node says it is draining: it gets no new rooms.

@@ -3,11 +3,13 @@
 //! Redis holds the state; no node trusts another's memory, and no consensus is built here.
 
 pub mod heartbeat;
+pub mod media;
 pub mod node;
 pub mod registry;
 pub mod select;
 
 pub use heartbeat::{Heartbeat, Identity, LoadSource};
+pub use media::{MediaEvent, MediaSink};
 pub use node::{Load, NodeInfo, NodeState};
 pub use registry::{ClusterError, Registry};
 pub use select::{choose, NoNode};

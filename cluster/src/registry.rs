@@ -5,7 +5,9 @@
 //!   own clock decides death: a key that expired is a dead node, whatever the nodes' clocks say.
 //! - `hualu:nodes`: the set of node ids that have registered; ids whose key expired are pruned as they are read.
 //! - `hualu:room:<room>`: the id of the node a room lives on. Set once, atomically, by [`Registry::place_room`].
+//! - `hualu:media` (a pub/sub channel): SFU nodes' media reports ([`crate::media`]).
 
+use crate::media::MediaEvent;
 use crate::node::NodeInfo;
 use hualu_common::config::ClusterConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -53,6 +55,7 @@ return ARGV[1]
 /// reconnects by itself when Redis comes back.
 #[derive(Clone)]
 pub struct Registry {
+    client: redis::Client,
     con: ConnectionManager,
     prefix: String,
     dead_after: Duration,
@@ -72,6 +75,7 @@ impl Registry {
             .set_max_delay(Duration::from_millis(500));
         let con = client.get_connection_manager_lazy(config).map_err(ClusterError::Url)?;
         Ok(Self {
+            client,
             con,
             prefix: cfg.key_prefix.clone(),
             dead_after: Duration::from_millis(cfg.dead_after_ms),
@@ -89,6 +93,10 @@ impl Registry {
 
     fn room_key(&self, room: &str) -> String {
         format!("{}:room:{room}", self.prefix)
+    }
+
+    fn media_channel(&self) -> String {
+        format!("{}:media", self.prefix)
     }
 
     /// Writes a node's heartbeat, alive for `dead_after_ms` from now.
@@ -183,5 +191,32 @@ impl Registry {
             .await
             .map_err(failed("close room"))?;
         Ok(())
+    }
+
+    /// Publishes one media report to every signaling node that follows them.
+    pub async fn publish_media(&self, e: &MediaEvent) -> Result<(), ClusterError> {
+        let json = serde_json::to_string(e).unwrap_or_default();
+        let _: u64 = self
+            .con
+            .clone()
+            .publish(self.media_channel(), json)
+            .await
+            .map_err(failed("publish media report"))?;
+        Ok(())
+    }
+
+    /// A connection of its own (pub/sub takes it over), subscribed to the media reports.
+    pub async fn media_subscription(&self) -> Result<redis::aio::PubSub, ClusterError> {
+        let connect = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(self.media_channel()).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(Duration::from_secs(1), connect).await {
+            Ok(r) => r.map_err(failed("subscribe to media reports")),
+            Err(_) => Err(failed("subscribe to media reports")(redis::RedisError::from(
+                std::io::Error::from(std::io::ErrorKind::TimedOut),
+            ))),
+        }
     }
 }

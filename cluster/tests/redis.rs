@@ -1,72 +1,13 @@
-//! The registry against a real `redis-server` (Debian's), started here on a Unix socket in a temporary
+//! The registry against a real `redis-server` (Debian's), started on a Unix socket in a temporary
 //! directory, so tests never share a Redis or a port.
 
-use hualu_cluster::{Heartbeat, Identity, Load, NodeInfo, NodeState, Registry};
+use hualu_cluster::{Heartbeat, Identity, Load, MediaEvent, NodeInfo, NodeState, Registry};
 use hualu_common::config::ClusterConfig;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Redis {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn start(name: &str) -> Redis {
-        let dir = std::env::temp_dir().join(format!("hualu-redis-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let mut r = Redis {
-            child: spawn(&dir),
-            dir,
-        };
-        r.wait_up();
-        r
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.join("redis.sock")
-    }
-
-    fn url(&self) -> String {
-        format!("unix://{}", self.socket().display())
-    }
-
-    fn wait_up(&mut self) {
-        let until = Instant::now() + Duration::from_secs(10);
-        while !self.socket().exists() {
-            assert!(Instant::now() < until, "redis-server did not open its socket");
-            assert!(self.child.try_wait().expect("poll").is_none(), "redis-server exited");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(self.socket());
-        self.child = spawn(&self.dir);
-        self.wait_up();
-    }
-}
-
-fn spawn(dir: &std::path::Path) -> Child {
-    Command::new("redis-server")
-        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
-        .arg(dir.join("redis.sock"))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server (apt-get install redis-server)")
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+#[path = "../../tests/common/redis.rs"]
+mod redis_server;
+use redis_server::Redis;
 
 fn config(redis: &Redis, dead_after_ms: u64) -> ClusterConfig {
     ClusterConfig {
@@ -241,4 +182,62 @@ fn the_heartbeat_reports_load_and_state_and_leaves_on_stop() {
         rt.block_on(async { reg.nodes().await.expect("nodes") }).is_empty(),
         "a clean stop leaves at once"
     );
+}
+
+#[test]
+fn media_reports_reach_every_follower_and_following_survives_a_redis_restart() {
+    let mut redis = Redis::start("media");
+    let cfg = config(&redis, 1000);
+    let who = Identity {
+        id: "sfu-m".into(),
+        url: "ws://127.0.0.1:1/rtc".into(),
+    };
+    let beat = Heartbeat::start(&cfg, who, Box::new(|| (0, 0, 0))).expect("start");
+    let sink = beat.media();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, MediaEvent)>();
+    // Two followers on a thread of their own, which ends with the test's process.
+    let follow_cfg = cfg.clone();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            for follower in 0..2 {
+                let reg = Registry::connect(&follow_cfg).expect("connect");
+                let tx = tx.clone();
+                tokio::spawn(hualu_cluster::media::follow(reg, move |e| {
+                    let _ = tx.send((follower, e));
+                }));
+            }
+            std::future::pending::<()>().await
+        })
+    });
+    let event = |n: usize| MediaEvent {
+        room: format!("call-{n}"),
+        identity: "alice".into(),
+        flowing: n % 2 == 0,
+    };
+    // Reports published before a follower has subscribed are gone, so each round publishes until both followers
+    // have seen one, then checks what they saw is what was sent.
+    let round = |first: usize| {
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        let mut n = first;
+        while !(0..2).all(|f| seen.iter().any(|(g, _)| *g == f)) {
+            assert!(
+                Instant::now() < until,
+                "two followers did not both hear a report within 10 s"
+            );
+            sink.report(event(n));
+            n += 1;
+            while let Ok(e) = rx.recv_timeout(Duration::from_millis(100)) {
+                seen.push(e);
+            }
+        }
+        for (_, e) in &seen {
+            let k: usize = e.room["call-".len()..].parse().expect("a number");
+            assert!((first..n).contains(&k) && *e == event(k), "{e:?}");
+        }
+    };
+    round(0);
+    redis.restart();
+    round(1000);
+    beat.stop();
 }

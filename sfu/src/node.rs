@@ -3,11 +3,13 @@
 //! shards on the packet path.
 
 use crate::core::Limits;
-use crate::shard::{Command, Observer, Shard, ShardConfig};
+use crate::shard::{Command, Observer, Shard, ShardConfig, ShardLoad};
 use hualu_common::config::SfuConfig;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ struct ShardHandle {
     thread: Option<JoinHandle<()>>,
     udp: SocketAddr,
     tcp: Option<SocketAddr>,
+    load: Arc<ShardLoad>,
 }
 
 /// A running SFU.
@@ -101,6 +104,18 @@ impl Node {
         self.shards.iter().filter_map(|s| s.tcp).collect()
     }
 
+    /// Rooms, participants, and media packets in and out since start, over every shard (as of each shard's last
+    /// once-a-second report).
+    pub fn load(&self) -> (u64, u64, u64) {
+        self.shards.iter().fold((0, 0, 0), |(r, p, k), s| {
+            (
+                r + s.load.rooms.load(Ordering::Relaxed),
+                p + s.load.participants.load(Ordering::Relaxed),
+                k + s.load.packets.load(Ordering::Relaxed),
+            )
+        })
+    }
+
     /// Whether a shard thread has ended without being told to.
     pub fn shard_died(&self) -> bool {
         self.shards
@@ -147,6 +162,7 @@ fn start_shard(
         connect_timeout: Duration::from_secs(cfg.connect_timeout_secs),
         idle_timeout: Duration::from_secs(cfg.idle_timeout_secs),
     };
+    let load = Arc::new(ShardLoad::default());
     let shard_cfg = ShardConfig {
         index,
         udp,
@@ -155,6 +171,7 @@ fn start_shard(
         tcp_public: tcp_local.map(|l| SocketAddr::new(public, l.port())),
         limits,
         observer,
+        load: load.clone(),
     };
     let (tx, rx) = mpsc::channel();
     let (shard, waker) = Shard::new(shard_cfg, rx).map_err(|e| NodeError::Start(index, e))?;
@@ -168,6 +185,7 @@ fn start_shard(
         thread: Some(thread),
         udp: udp_local,
         tcp: tcp_local,
+        load,
     })
 }
 

@@ -423,3 +423,30 @@ fn bad_commands_get_clear_errors() {
     assert_eq!(second, Err(CallError::AlreadyInCall));
     assert_eq!(CallError::AlreadyInCall.code(), "already_in_call");
 }
+
+#[test]
+fn an_answered_call_with_no_room_ends_for_everyone_with_no_capacity() {
+    let mut b = Board::new();
+    let (a, phone, tablet) = (dev("alice", "phone"), dev("bob", "phone"), dev("bob", "tablet"));
+    b.online(&[&a, &phone, &tablet]);
+    let call = b.call(&a, &["bob"], Media::Audio);
+    b.cmd(&phone, Command::Accept(call.clone())).expect("accept");
+    b.events.clear();
+    b.hooks.clear();
+    b.sb.fail(&call, b.now);
+    b.drain();
+    let ended = Event::Ended {
+        call: call.clone(),
+        reason: EndReason::NoCapacity,
+    };
+    assert_eq!(b.take(&a), std::slice::from_ref(&ended));
+    assert_eq!(b.take(&phone), [ended]);
+    assert!(
+        b.kinds(&tablet).is_empty(),
+        "the other device stopped ringing at the answer"
+    );
+    assert_eq!(b.hook_kinds(), ["call.ended"]);
+    assert_eq!(b.sb.call_count(), 0);
+    let after = b.cmd(&a, Command::Hangup(call));
+    assert_eq!(after, Err(CallError::Ended(EndReason::NoCapacity)));
+}

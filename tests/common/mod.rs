@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod http;
 pub mod phone;
 pub mod ports;
+pub mod redis;
 pub mod room_client;
 pub mod server;
 pub mod sfu;

@@ -12,7 +12,7 @@ const params = new URLSearchParams(location.search);
 const CONTACTS_KEY = 'hualu.contacts';
 const REASONS = {
   hangup: 'Call ended', cancelled: 'Call cancelled', declined: 'Declined', busy: 'Busy', no_answer: 'No answer',
-  connection_lost: 'Connection lost', answered_elsewhere: 'Answered on another device', ignored: 'Ignored',
+  connection_lost: 'Connection lost', no_capacity: 'No server free, try again', answered_elsewhere: 'Answered on another device', ignored: 'Ignored',
   error: 'Call failed',
 };
 

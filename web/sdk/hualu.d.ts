@@ -9,6 +9,7 @@ export type EndReason =
   | 'busy'
   | 'no_answer'
   | 'connection_lost'
+  | 'no_capacity'
   | 'answered_elsewhere'
   | 'ignored'
   | 'error';

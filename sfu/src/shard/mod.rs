@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::net::Protocol;
@@ -105,6 +107,19 @@ pub struct ShardConfig {
     pub limits: Limits,
     /// Told when participants' media starts or dies.
     pub observer: Option<Observer>,
+    /// Where the shard leaves its load once a second, for the cluster heartbeat.
+    pub load: Arc<ShardLoad>,
+}
+
+/// A shard's load, written once a second by its thread and read by anyone (no lock on the media path).
+#[derive(Debug, Default)]
+pub struct ShardLoad {
+    /// Rooms open.
+    pub rooms: AtomicU64,
+    /// Participants connected.
+    pub participants: AtomicU64,
+    /// Media packets in and out since the shard started.
+    pub packets: AtomicU64,
 }
 
 /// Receives [`MediaReport`]s from the shard threads (call control, in `hualu up`).
@@ -142,6 +157,7 @@ pub struct Shard {
     stats: Stats,
     stopping: bool,
     observer: Option<Observer>,
+    load: Arc<ShardLoad>,
 }
 
 impl Shard {
@@ -182,6 +198,7 @@ impl Shard {
             stats: Stats::default(),
             stopping: false,
             observer: cfg.observer,
+            load: cfg.load,
         };
         Ok((shard, waker))
     }
@@ -436,6 +453,13 @@ impl Shard {
         let shard = self.index.to_string();
         let s = std::mem::take(&mut self.stats);
         let label = [("shard", shard)];
+        self.load.rooms.store(self.sfu.room_count() as u64, Ordering::Relaxed);
+        self.load
+            .participants
+            .store(self.sfu.peer_count() as u64, Ordering::Relaxed);
+        self.load
+            .packets
+            .fetch_add(s.packets_in + s.packets_out, Ordering::Relaxed);
         metrics::gauge!("hualu_sfu_rooms", &label).set(self.sfu.room_count() as f64);
         metrics::gauge!("hualu_sfu_participants", &label).set(self.sfu.peer_count() as f64);
         metrics::gauge!("hualu_sfu_tracks", &label).set(self.sfu.track_count() as f64);

@@ -68,6 +68,8 @@ pub enum EndReason {
     NoAnswer,
     /// A participant's connection did not come back within the grace period, leaving nobody to talk to.
     ConnectionLost,
+    /// No media server could take the answered call.
+    NoCapacity,
 }
 
 /// Why one participant left a call, or stopped being invited.

@@ -554,7 +554,7 @@ impl Switchboard {
     }
 
     /// Ends the call: ringing devices stop, those in it hear why, the app gets its records, the room closes.
-    fn end(&mut self, id: &CallId, reason: EndReason, now: Instant) {
+    pub(super) fn end(&mut self, id: &CallId, reason: EndReason, now: Instant) {
         let Some(mut c) = self.calls.remove(id) else { return };
         c.ending = Some(reason);
         let mut still_ringing = Vec::new();

@@ -373,6 +373,11 @@ impl Switchboard {
         }
     }
 
+    /// The answered call could not be given a room: it ends with [`EndReason::NoCapacity`].
+    pub fn fail(&mut self, call: &CallId, now: Instant) {
+        self.end(call, EndReason::NoCapacity, now);
+    }
+
     /// The SFU reports `user`'s media in `call`: flowing makes the call active (and ends a reconnect); dead
     /// media starts the grace period as a dropped connection does.
     pub fn media(&mut self, call: &CallId, user: &str, flowing: bool, now: Instant) {

@@ -278,6 +278,8 @@ impl Hub {
     }
 
     fn dispatch(&mut self) {
+        // Calls whose room could not be placed: their joins are dropped, and they end.
+        let mut failed: Vec<crate::core::CallId> = Vec::new();
         while let Some(o) = self.sb.poll_output() {
             match o {
                 Output::Event { to, event } => {
@@ -287,10 +289,13 @@ impl Hub {
                 Output::Hook(h) => self.hook(&h),
                 Output::Place(call) => {
                     if let Err(e) = self.placement.place(&call) {
-                        tracing::error!(%call, error = %e, "placing the call's room failed");
+                        tracing::error!(%call, error = %e, "placing the call's room failed; the call ends");
+                        self.sb.fail(&call, Instant::now());
+                        failed.push(call.clone());
                     }
                     metrics::counter!("hualu_signaling_calls_answered_total").increment(1);
                 }
+                Output::Join { call, .. } if failed.contains(&call) => {}
                 Output::Join { call, to } => match self.placement.join(&call, &to) {
                     Ok(mut v) => {
                         v["type"] = json!("join");

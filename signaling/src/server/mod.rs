@@ -1,6 +1,7 @@
 //! Call control over WebSocket (`GET /ws`, docs/protocol.md): the sockets, the hub that owns the
 //! switchboard, and where answered calls are placed.
 
+pub mod cluster;
 mod hub;
 mod limit;
 pub mod placement;
@@ -102,12 +103,16 @@ pub enum StartError {
     /// No API key to sign room tokens with.
     #[error("call control needs an API key in [auth].api_keys to sign room tokens")]
     NoApiKey,
+    /// Cluster mode could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The webhook settings are unusable.
     #[error("webhooks: {0}")]
     Webhooks(String),
 }
 
-/// Starts call control with rooms on `placement` (`None`: [`LocalSfu::from_config`], without closing rooms),
+/// Starts call control with rooms on `placement` (`None`: the cluster's nodes when `[cluster]` is on, else
+/// [`LocalSfu::from_config`], without closing rooms),
 /// and call events posted to `hooks` (`None`: to `signaling.webhook_url`, if set). Must run inside a tokio
 /// runtime. Returns the `/ws` routes, and a handle for the SFU's media reports.
 pub fn start(
@@ -123,7 +128,19 @@ pub fn start(
         .next()
         .map(|(k, v)| (k.clone(), v.clone()))
         .ok_or(StartError::NoApiKey)?;
-    let placement = placement.unwrap_or_else(|| Arc::new(LocalSfu::from_config(config, key.clone(), None)));
+    // In a cluster, the SFU nodes' media reports come through Redis.
+    let mut reports = None;
+    let placement = match placement {
+        Some(p) => p,
+        None if config.cluster.enabled() => {
+            let tokens = LocalSfu::from_config(config, key.clone(), None);
+            let c = cluster::ClusterPlacement::start(&config.cluster, tokens)
+                .map_err(|e| StartError::Cluster(e.to_string()))?;
+            reports = Some(c.registry());
+            Arc::new(c)
+        }
+        None => Arc::new(LocalSfu::from_config(config, key.clone(), None)),
+    };
     let hooks = match (hooks, s.webhook_url.as_str()) {
         (Some(h), _) => Some(h),
         (None, "") => None,
@@ -149,6 +166,12 @@ pub fn start(
         hooks,
     );
     let control = CallControl { hub: hub.clone() };
+    if let Some(registry) = reports {
+        let c = control.clone();
+        tokio::spawn(hualu_cluster::media::follow(registry, move |e| {
+            c.media(&e.room, &e.identity, e.flowing)
+        }));
+    }
     let state = Arc::new(State {
         hub,
         verifier: Verifier::from_auth(&config.auth),

@@ -1,5 +1,5 @@
-//! Where an answered call's room lives. [`Placement`] is the seam a cluster fills in later (rooms placed on
-//! SFU nodes through Redis); [`LocalSfu`] is the SFU in this process, as `hualu up` runs it.
+//! Where an answered call's room lives. [`LocalSfu`] is the SFU in this process, as `hualu up` runs it;
+//! [`super::cluster::ClusterPlacement`] places rooms on the cluster's SFU nodes through Redis.
 
 use crate::core::{CallId, Device};
 use hualu_common::ice_servers::TurnServers;
@@ -48,13 +48,9 @@ pub struct LocalSfu {
     pub close_room: Option<CloseRoom>,
 }
 
-impl Placement for LocalSfu {
-    fn place(&self, call: &CallId) -> Result<(), PlaceError> {
-        tracing::debug!(%call, "room placed on the local SFU");
-        Ok(())
-    }
-
-    fn join(&self, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
+impl LocalSfu {
+    /// The `join` fields for `device` in `call`'s room at `sfu_url`, with a room token signed by this node's key.
+    pub fn join_at(&self, sfu_url: &str, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
         let now = hualu_common::clock::unix_now();
         let mut claims = Claims::new(&self.key.0, &device.user, now, self.token_ttl_secs);
         claims.device = Some(device.device.clone());
@@ -65,7 +61,18 @@ impl Placement for LocalSfu {
         };
         let token = token::mint(&self.key.1, &claims).map_err(|e| PlaceError::Token(e.to_string()))?;
         let ice_servers = self.turn.as_ref().map_or(json!([]), |t| t.ice_servers(&device.user));
-        Ok(json!({"room": call, "sfu_url": self.sfu_url, "token": token, "ice_servers": ice_servers}))
+        Ok(json!({"room": call, "sfu_url": sfu_url, "token": token, "ice_servers": ice_servers}))
+    }
+}
+
+impl Placement for LocalSfu {
+    fn place(&self, call: &CallId) -> Result<(), PlaceError> {
+        tracing::debug!(%call, "room placed on the local SFU");
+        Ok(())
+    }
+
+    fn join(&self, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
+        self.join_at(&self.sfu_url, call, device)
     }
 
     fn close(&self, call: &CallId) {

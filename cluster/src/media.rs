@@ -1,0 +1,88 @@
+//! Media reports across processes: an SFU node tells call control when a participant's media starts flowing or
+//! dies, as the in-process SFU does in `hualu up`. Reports go over Redis pub/sub on `<prefix>:media`. Pub/sub
+//! keeps nothing: a report published while no signaling node listens is gone, and the next change of that
+//! participant's media corrects the call's state.
+
+use crate::registry::Registry;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// One participant's media in one room, as the SFU saw it change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaEvent {
+    /// The room (a call's room is named by its call id).
+    pub room: String,
+    /// The participant (the user, in a call's room).
+    pub identity: String,
+    /// Whether media flows now.
+    pub flowing: bool,
+}
+
+/// Reports waiting for Redis; beyond this the newest are dropped and counted.
+const QUEUE: usize = 4096;
+
+/// Where an SFU node's observer drops its reports. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct MediaSink(mpsc::Sender<MediaEvent>);
+
+impl MediaSink {
+    pub(crate) fn new() -> (Self, mpsc::Receiver<MediaEvent>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Self(tx), rx)
+    }
+
+    /// Queues `e` for publishing.
+    pub fn report(&self, e: MediaEvent) {
+        if self.0.try_send(e).is_err() {
+            metrics::counter!("hualu_cluster_media_reports_total", "result" => "dropped").increment(1);
+        }
+    }
+}
+
+/// Publishes queued reports until every sink is gone.
+pub(crate) async fn publish(registry: Registry, mut rx: mpsc::Receiver<MediaEvent>) {
+    let mut healthy = true;
+    while let Some(e) = rx.recv().await {
+        let result = registry.publish_media(&e).await;
+        let label = if result.is_ok() { "published" } else { "error" };
+        metrics::counter!("hualu_cluster_media_reports_total", "result" => label).increment(1);
+        match result {
+            Ok(()) => healthy = true,
+            Err(err) if healthy => {
+                tracing::warn!(room = %e.room, error = %err, "a media report was lost; Redis is unreachable");
+                healthy = false;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Calls `on` with every report any node publishes, for ever: the subscription is opened again, after a short
+/// pause, whenever it fails or Redis goes away. Must run inside a tokio runtime.
+pub async fn follow(registry: Registry, on: impl Fn(MediaEvent)) {
+    use futures_util::StreamExt as _;
+    let mut healthy = true;
+    loop {
+        match registry.media_subscription().await {
+            Ok(mut pubsub) => {
+                tracing::info!("following the SFU nodes' media reports");
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    match serde_json::from_slice::<MediaEvent>(msg.get_payload_bytes()) {
+                        Ok(e) => on(e),
+                        Err(err) => tracing::warn!(error = %err, "a media report does not parse; skipped"),
+                    }
+                }
+                tracing::warn!("the media-report subscription closed; reopening");
+                healthy = true;
+            }
+            Err(e) if healthy => {
+                tracing::warn!(error = %e, "cannot follow media reports; retrying");
+                healthy = false;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,160 @@
+//! A loopback cluster as separate processes: a real `redis-server`, `hualu sfu` nodes that heartbeat into it, and
+//! `hualu signaling` placing each answered call's room on one of them.
+
+mod common;
+
+use common::phone::Phone;
+use common::redis::Redis;
+use common::room_client::{run_until, RoomClient, Transport};
+use common::sfu::SfuServer;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// Heartbeats every 200 ms, dead after 600 ms: the test waits less for a dead node than production's 3 s.
+fn cluster_toml(redis: &Redis, node: &str) -> String {
+    format!(
+        "\n[cluster]\nredis_url = \"{}\"\nnode_id = \"{node}\"\nheartbeat_ms = 200\ndead_after_ms = 600\n",
+        redis.url()
+    )
+}
+
+fn sfu_node(redis: &Redis, id: &str) -> SfuServer {
+    SfuServer::start_with("sfu", &cluster_toml(redis, id))
+}
+
+fn signaling(redis: &Redis) -> SfuServer {
+    SfuServer::start_with("signaling", &cluster_toml(redis, "signaling"))
+}
+
+/// Waits until call control counts `n` live SFU nodes.
+fn wait_nodes(s: &SfuServer, n: usize) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = common::http::get(s.metrics_addr(), "/metrics")
+            .map(|r| r.body)
+            .unwrap_or_default();
+        if common::http::metric_sum(&text, "hualu_cluster_nodes", &[]) == Some(n as f64) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "call control did not see {n} nodes within 10 s\n{}",
+            s.log_tail(30)
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
+
+fn phone(s: &SfuServer, user: &str) -> Phone {
+    Phone::connect(s.http_addr(), &s.user_token(user, "phone", 3600), "")
+}
+
+/// `caller` calls `callee` and the callee answers; returns both sides' `join`.
+fn answered_call(caller: &mut Phone, callee: &mut Phone) -> (Value, Value) {
+    let to = callee.welcome["user"].as_str().expect("a user").to_string();
+    let r = caller.request(json!({"type": "invite", "key": format!("inv-{to}"), "to": [to], "media": "audio"}));
+    let call = r["call"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a call id: {r}"))
+        .to_string();
+    callee.wait("incoming");
+    let r = callee.request(json!({"type": "accept", "key": format!("acc-{call}"), "call": call}));
+    assert_eq!(r["type"], "reply", "{r}");
+    (caller.wait("join"), callee.wait("join"))
+}
+
+/// The room server's HTTP address in a `join`'s `sfu_url` (`ws://host:port/rtc`).
+fn room_addr(join: &Value) -> SocketAddr {
+    let url = join["sfu_url"].as_str().expect("an sfu_url");
+    let host = url.trim_start_matches("ws://").trim_end_matches("/rtc");
+    host.parse().unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+#[test]
+fn rooms_spread_over_the_nodes_and_a_call_connects_on_its_node() {
+    let redis = Redis::start("spread");
+    let nodes: Vec<SfuServer> = ["sfu-a", "sfu-b", "sfu-c"]
+        .iter()
+        .map(|id| sfu_node(&redis, id))
+        .collect();
+    let s = signaling(&redis);
+    wait_nodes(&s, 3);
+
+    let mut joins = Vec::new();
+    let mut phones = Vec::new();
+    for i in 0..6 {
+        let (mut caller, mut callee) = (phone(&s, &format!("caller{i}")), phone(&s, &format!("callee{i}")));
+        let (a, b) = answered_call(&mut caller, &mut callee);
+        assert_eq!(a["sfu_url"], b["sfu_url"], "both sides of a call are in one room");
+        joins.push((a, b));
+        phones.push((caller, callee));
+    }
+    let mut per_node: BTreeMap<SocketAddr, usize> = BTreeMap::new();
+    for (a, _) in &joins {
+        *per_node.entry(room_addr(a)).or_default() += 1;
+    }
+    let expected: BTreeMap<SocketAddr, usize> = nodes.iter().map(|n| (n.http_addr(), 2)).collect();
+    assert_eq!(per_node, expected, "six rooms, two per node");
+
+    // The first call's media, on its node; the node's media reports reach call control through Redis.
+    let (ja, jb) = &joins[0];
+    let on = room_addr(ja);
+    let mut a = RoomClient::join(on, ja["token"].as_str().expect("token"), "caller0", Transport::Udp);
+    let mut b = RoomClient::join(on, jb["token"].as_str().expect("token"), "callee0", Transport::Udp);
+    let heard = run_until(&mut [&mut a, &mut b], Duration::from_secs(15), |cs| {
+        cs[0].mids_with(25) >= 1 && cs[1].mids_with(25) >= 1
+    });
+    let node = nodes.iter().find(|n| n.http_addr() == on).expect("the room's node");
+    assert!(
+        heard,
+        "caller got {:?}, callee got {:?}\n{}",
+        a.received,
+        b.received,
+        node.log_tail(30)
+    );
+    let (caller, callee) = &mut phones[0];
+    for p in [caller, callee] {
+        let active = p.try_wait("active", Duration::from_secs(5));
+        assert!(
+            active.is_some(),
+            "the call goes active once media flows\n{}",
+            s.log_tail(30)
+        );
+    }
+}
+
+#[test]
+fn a_dead_node_gets_no_new_rooms_and_with_no_node_left_a_call_ends_with_no_capacity() {
+    let redis = Redis::start("dead");
+    let a = sfu_node(&redis, "sfu-a");
+    let b = sfu_node(&redis, "sfu-b");
+    let s = signaling(&redis);
+    wait_nodes(&s, 2);
+    drop(b); // SIGKILL: the node never says goodbye; its heartbeat expires.
+    wait_nodes(&s, 1);
+    for i in 0..3 {
+        let (mut caller, mut callee) = (phone(&s, &format!("caller{i}")), phone(&s, &format!("callee{i}")));
+        let (join, _) = answered_call(&mut caller, &mut callee);
+        assert_eq!(room_addr(&join), a.http_addr(), "every room goes to the live node");
+    }
+
+    drop(a);
+    wait_nodes(&s, 0);
+    let (mut caller, mut callee) = (phone(&s, "late-caller"), phone(&s, "late-callee"));
+    let r = caller.request(json!({"type": "invite", "key": "late", "to": ["late-callee"], "media": "audio"}));
+    let call = r["call"].as_str().expect("a call id").to_string();
+    callee.wait("incoming");
+    callee.request(json!({"type": "accept", "key": "late-acc", "call": call}));
+    for p in [&mut caller, &mut callee] {
+        let ended = p.wait("ended");
+        assert_eq!(ended["reason"], "no_capacity", "{ended}");
+    }
+    let text = common::http::get(s.metrics_addr(), "/metrics")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    let refused = common::http::metric_sum(&text, "hualu_cluster_placements_total", &[("result", "no_node")]);
+    assert_eq!(refused, Some(1.0), "{text}");
+}
