@@ -3,7 +3,7 @@
 
 use crate::cli::{Cli, Command};
 use anyhow::Context as _;
-use hualu_cluster::{Heartbeat, Identity, MediaEvent, MediaSink};
+use hualu_cluster::{Heartbeat, Identity, MediaSink};
 use hualu_common::config::Config;
 use hualu_common::http::{self, Health};
 use hualu_sfu::signaling::{self, RtcState};
@@ -122,11 +122,7 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
             let (calls, published) = (calls.clone(), published.clone());
             let observer: hualu_sfu::shard::Observer = Arc::new(move |r: hualu_sfu::MediaReport| {
                 if let Some(sink) = published.get() {
-                    sink.report(MediaEvent {
-                        room: r.room.clone(),
-                        identity: r.identity.clone(),
-                        flowing: r.flowing,
-                    });
+                    sink.report(&r.room, &r.identity, r.flowing);
                 } else if let Some(c) = calls.get() {
                     c.media(&r.room, &r.identity, r.flowing);
                 }
@@ -165,7 +161,7 @@ fn serve(config: Config, services: Services) -> anyhow::Result<()> {
         anyhow::bail!("{what} stopped unexpectedly; exiting so a supervisor restarts hualu");
     }
     health.set_draining();
-    drain(running, &signals, Duration::from_secs(config.turn.drain_deadline_secs));
+    drain(running, &signals, &config);
     Ok(())
 }
 
@@ -252,19 +248,35 @@ fn hostname() -> String {
     }
 }
 
-/// Refuses new TURN allocations, lets existing ones run until the deadline (or a second signal), then stops
-/// everything. The SFU's participants are told the server is stopping.
-fn drain(running: Running, signals: &AtomicUsize, deadline: Duration) {
+/// How long a draining cluster node waits, after its deadline, for its rooms' clients to move to other nodes.
+const MOVE_GRACE: Duration = Duration::from_secs(10);
+
+/// Refuses new TURN allocations and, in a cluster, new rooms; lets existing allocations and calls run until their
+/// deadlines (or a second signal). A cluster node's rooms then move to other nodes, and it stops once they are
+/// empty (or `MOVE_GRACE` later). The SFU's remaining participants are told the server is stopping.
+fn drain(running: Running, signals: &AtomicUsize, config: &Config) {
+    let start = Instant::now();
+    let turn_until = start + Duration::from_secs(config.turn.drain_deadline_secs);
+    let rooms_deadline = Duration::from_secs(config.cluster.drain_deadline_secs);
+    let rooms_until = start + rooms_deadline + MOVE_GRACE;
     if let Some(h) = &running.heartbeat {
-        h.drain();
+        h.drain(rooms_deadline);
     }
     if let Some(relay) = &running.relay {
         relay.drain();
-        let until = Instant::now() + deadline;
-        while relay.allocations() > 0 && Instant::now() < until && signals.load(Ordering::Relaxed) == 0 {
-            relay.publish_metrics();
-            std::thread::sleep(Duration::from_millis(100));
+    }
+    while signals.load(Ordering::Relaxed) == 0 {
+        let now = Instant::now();
+        let relaying = running.relay.as_ref().is_some_and(|r| {
+            r.publish_metrics();
+            r.allocations() > 0 && now < turn_until
+        });
+        let hosting =
+            running.heartbeat.is_some() && running.sfu.as_ref().is_some_and(|n| n.load().1 > 0) && now < rooms_until;
+        if !relaying && !hosting {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
     running.stop();
 }

@@ -13,10 +13,12 @@ use std::net::SocketAddr;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// Heartbeats every 200 ms, dead after 600 ms: the test waits less for a dead node than production's 3 s.
+/// Heartbeats every 200 ms, dead after 600 ms (the test waits less for a dead node than production's 3 s), and a
+/// drain deadline of 2 s.
 fn cluster_toml(redis: &Redis, node: &str) -> String {
     format!(
-        "\n[cluster]\nredis_url = \"{}\"\nnode_id = \"{node}\"\nheartbeat_ms = 200\ndead_after_ms = 600\n",
+        "\n[cluster]\nredis_url = \"{}\"\nnode_id = \"{node}\"\nheartbeat_ms = 200\ndead_after_ms = 600\n\
+         drain_deadline_secs = 2\n",
         redis.url()
     )
 }
@@ -71,6 +73,25 @@ fn room_addr(join: &Value) -> SocketAddr {
     let url = join["sfu_url"].as_str().expect("an sfu_url");
     let host = url.trim_start_matches("ws://").trim_end_matches("/rtc");
     host.parse().unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// Both sides of a call join its room at the node and with the tokens `join` (or `move`) gave them.
+fn join_media(ja: &Value, jb: &Value) -> (RoomClient, RoomClient) {
+    let on = room_addr(ja);
+    let a = RoomClient::join(on, ja["token"].as_str().expect("token"), "alice", Transport::Udp);
+    let b = RoomClient::join(on, jb["token"].as_str().expect("token"), "bob", Transport::Udp);
+    (a, b)
+}
+
+/// Runs both until each has heard 25 frames from the other; whether they did within 15 s.
+fn hear_each_other(a: &mut RoomClient, b: &mut RoomClient) -> bool {
+    run_until(&mut [a, b], Duration::from_secs(15), |cs| {
+        cs[0].mids_with(25) >= 1 && cs[1].mids_with(25) >= 1
+    })
+}
+
+fn frames(c: &RoomClient) -> usize {
+    c.received.values().sum()
 }
 
 #[test]
@@ -157,4 +178,98 @@ fn a_dead_node_gets_no_new_rooms_and_with_no_node_left_a_call_ends_with_no_capac
         .unwrap_or_default();
     let refused = common::http::metric_sum(&text, "hualu_cluster_placements_total", &[("result", "no_node")]);
     assert_eq!(refused, Some(1.0), "{text}");
+}
+
+#[test]
+fn a_call_on_a_killed_node_moves_to_a_live_one_and_its_media_comes_back() {
+    let redis = Redis::start("kill");
+    let mut nodes = [Some(sfu_node(&redis, "sfu-a")), Some(sfu_node(&redis, "sfu-b"))];
+    let s = signaling(&redis);
+    wait_nodes(&s, 2);
+    let (mut alice, mut bob) = (phone(&s, "alice"), phone(&s, "bob"));
+    let (ja, jb) = answered_call(&mut alice, &mut bob);
+    let (mut a, mut b) = join_media(&ja, &jb);
+    assert!(hear_each_other(&mut a, &mut b), "media before the kill");
+    let victim = nodes
+        .iter()
+        .position(|n| n.as_ref().is_some_and(|n| n.http_addr() == room_addr(&ja)));
+    let victim = victim.expect("the call's node");
+    let survivor = nodes[1 - victim].as_ref().expect("alive").http_addr();
+
+    let killed = Instant::now();
+    drop(nodes[victim].take()); // SIGKILL, mid-call.
+    let (ma, mb) = (alice.wait("move"), bob.wait("move"));
+    for m in [&ma, &mb] {
+        assert_eq!(m["reason"], "node_lost", "{m}");
+        assert_eq!(m["call"], ja["room"], "{m}");
+        assert_eq!(room_addr(m), survivor, "the room moves to the live node: {m}");
+    }
+    drop((a, b));
+    let (mut a, mut b) = join_media(&ma, &mb);
+    assert!(
+        hear_each_other(&mut a, &mut b),
+        "media on the new node\n{}",
+        s.log_tail(30)
+    );
+    eprintln!("media back on the new node {:?} after the kill", killed.elapsed());
+    let r = alice.request(json!({"type": "hangup", "key": "h", "call": ja["room"]}));
+    assert_eq!(r["type"], "reply", "the moved call is still the same call: {r}");
+    assert_eq!(bob.wait("ended")["reason"], "hangup");
+}
+
+#[test]
+fn a_draining_node_keeps_its_calls_until_the_deadline_then_they_move_and_it_exits() {
+    let redis = Redis::start("drain");
+    let mut nodes = [sfu_node(&redis, "sfu-a"), sfu_node(&redis, "sfu-b")];
+    let s = signaling(&redis);
+    wait_nodes(&s, 2);
+    let (mut alice, mut bob) = (phone(&s, "alice"), phone(&s, "bob"));
+    let (ja, jb) = answered_call(&mut alice, &mut bob);
+    let (mut a, mut b) = join_media(&ja, &jb);
+    assert!(hear_each_other(&mut a, &mut b), "media before the drain");
+    let x = nodes
+        .iter()
+        .position(|n| n.http_addr() == room_addr(&ja))
+        .expect("the call's node");
+    let other = nodes[1 - x].http_addr();
+
+    nodes[x].terminate();
+    let drained = Instant::now();
+    // The drain is heard within a heartbeat: a new call goes to the other node.
+    sleep(Duration::from_millis(600));
+    let (mut carol, mut dave) = (phone(&s, "carol"), phone(&s, "dave"));
+    let (jc, _) = answered_call(&mut carol, &mut dave);
+    assert_eq!(room_addr(&jc), other, "a draining node takes no new room");
+    // Until the 2 s deadline, the call goes on where it is.
+    let before = (frames(&a), frames(&b));
+    run_until(&mut [&mut a, &mut b], Duration::from_millis(800), |_| false);
+    assert!(
+        frames(&a) > before.0 + 10 && frames(&b) > before.1 + 10,
+        "media flows on the draining node before its deadline"
+    );
+
+    let (ma, mb) = (alice.wait("move"), bob.wait("move"));
+    let moved_after = drained.elapsed();
+    assert!(
+        moved_after >= Duration::from_millis(1800),
+        "moved {moved_after:?} after SIGTERM, before the deadline"
+    );
+    for m in [&ma, &mb] {
+        assert_eq!(m["reason"], "node_drained", "{m}");
+        assert_eq!(room_addr(m), other, "{m}");
+    }
+    a.leave();
+    b.leave();
+    let (mut a2, mut b2) = join_media(&ma, &mb);
+    assert!(hear_each_other(&mut a2, &mut b2), "media on the new node");
+    eprintln!(
+        "moved {moved_after:?} after SIGTERM; media back {:?} after it",
+        drained.elapsed()
+    );
+    drop((a, b));
+    assert!(
+        nodes[x].wait_exit(Duration::from_secs(15)),
+        "the drained node exits once its rooms are empty\n{}",
+        nodes[x].log_tail(30)
+    );
 }

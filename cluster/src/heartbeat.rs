@@ -5,11 +5,11 @@ use crate::media::MediaSink;
 use crate::node::{Load, NodeInfo, NodeState};
 use crate::registry::{ClusterError, Registry};
 use hualu_common::config::ClusterConfig;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// What the node counts, read once per heartbeat: rooms, participants, and media packets in and out since start.
 pub type LoadSource = Box<dyn Fn() -> (u64, u64, u64) + Send>;
@@ -26,7 +26,9 @@ pub struct Identity {
 /// A running heartbeat. [`Heartbeat::stop`] removes the node from the cluster at once.
 pub struct Heartbeat {
     media: MediaSink,
-    draining: Arc<AtomicBool>,
+    beat_now: mpsc::Sender<()>,
+    /// 0 while serving; once draining, when the rooms move (Unix ms).
+    move_at_ms: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -42,9 +44,10 @@ impl Heartbeat {
             let _inside = runtime.enter();
             Registry::connect(cfg)?
         };
-        let draining = Arc::new(AtomicBool::new(false));
+        let move_at_ms = Arc::new(AtomicU64::new(0));
         let (tx, rx) = oneshot::channel();
-        let (media, reports) = MediaSink::new();
+        let (media, reports) = MediaSink::new(who.id.clone());
+        let (beat_now, now_rx) = mpsc::channel(1);
         let publisher = registry.clone();
         let beat = Beat {
             registry,
@@ -57,9 +60,11 @@ impl Heartbeat {
                 max_participants: cfg.max_participants as u64,
                 started_ms: hualu_common::clock::unix_now_ms(),
                 sent_ms: 0,
+                move_at_ms: 0,
             },
             load,
-            draining: draining.clone(),
+            move_at_ms: move_at_ms.clone(),
+            now: now_rx,
             every: Duration::from_millis(cfg.heartbeat_ms),
         };
         let thread = std::thread::Builder::new()
@@ -73,7 +78,8 @@ impl Heartbeat {
             .map_err(|e| ClusterError::Runtime(e.to_string()))?;
         Ok(Self {
             media,
-            draining,
+            beat_now,
+            move_at_ms,
             stop: Some(tx),
             thread: Some(thread),
         })
@@ -84,9 +90,12 @@ impl Heartbeat {
         self.media.clone()
     }
 
-    /// From the next heartbeat on, the node says it is draining: it gets no new rooms.
-    pub fn drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+    /// From the next heartbeat on, the node says it is draining: it gets no new rooms, and after `deadline` call
+    /// control moves its remaining rooms to other nodes. Beats at once, so the cluster knows within a round trip.
+    pub fn drain(&self, deadline: Duration) {
+        let at = hualu_common::clock::unix_now_ms() + (deadline.as_millis() as u64).max(1);
+        self.move_at_ms.store(at, Ordering::Relaxed);
+        let _ = self.beat_now.try_send(());
     }
 
     /// Stops the heartbeat and removes the node from Redis (bounded by the client's timeouts).
@@ -104,7 +113,10 @@ struct Beat {
     registry: Registry,
     info: NodeInfo,
     load: LoadSource,
-    draining: Arc<AtomicBool>,
+    /// 0 while serving; once draining, when the rooms move (Unix ms).
+    move_at_ms: Arc<AtomicU64>,
+    /// A heartbeat wanted before the next tick (the node started draining).
+    now: mpsc::Receiver<()>,
     every: Duration,
 }
 
@@ -118,12 +130,14 @@ impl Beat {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = tick.tick() => {}
+                Some(()) = self.now.recv() => {}
             }
             let now = Sample::now(&self.load);
             self.info.load = now.since(&last);
-            self.info.state = match self.draining.load(Ordering::Relaxed) {
-                true => NodeState::Draining,
-                false => NodeState::Serving,
+            self.info.move_at_ms = self.move_at_ms.load(Ordering::Relaxed);
+            self.info.state = match self.info.move_at_ms {
+                0 => NodeState::Serving,
+                _ => NodeState::Draining,
             };
             self.info.sent_ms = hualu_common::clock::unix_now_ms();
             last = now;

@@ -17,6 +17,8 @@ pub struct MediaEvent {
     pub identity: String,
     /// Whether media flows now.
     pub flowing: bool,
+    /// The SFU node that saw it (`cluster.node_id`): once a room has moved, its old node's reports are stale.
+    pub node: String,
 }
 
 /// Reports waiting for Redis; beyond this the newest are dropped and counted.
@@ -24,17 +26,26 @@ const QUEUE: usize = 4096;
 
 /// Where an SFU node's observer drops its reports. Cheap to clone; never blocks.
 #[derive(Clone)]
-pub struct MediaSink(mpsc::Sender<MediaEvent>);
+pub struct MediaSink {
+    tx: mpsc::Sender<MediaEvent>,
+    node: String,
+}
 
 impl MediaSink {
-    pub(crate) fn new() -> (Self, mpsc::Receiver<MediaEvent>) {
+    pub(crate) fn new(node: String) -> (Self, mpsc::Receiver<MediaEvent>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Self(tx), rx)
+        (Self { tx, node }, rx)
     }
 
-    /// Queues `e` for publishing.
-    pub fn report(&self, e: MediaEvent) {
-        if self.0.try_send(e).is_err() {
+    /// Queues a report from this node for publishing.
+    pub fn report(&self, room: &str, identity: &str, flowing: bool) {
+        let e = MediaEvent {
+            room: room.to_string(),
+            identity: identity.to_string(),
+            flowing,
+            node: self.node.clone(),
+        };
+        if self.tx.try_send(e).is_err() {
             metrics::counter!("hualu_cluster_media_reports_total", "result" => "dropped").increment(1);
         }
     }

@@ -45,12 +45,20 @@ pub struct NodeInfo {
     pub started_ms: u64,
     /// When it sent this report, in Unix milliseconds.
     pub sent_ms: u64,
+    /// For a draining node: when its remaining rooms move to other nodes, in Unix milliseconds (0: never).
+    #[serde(default)]
+    pub move_at_ms: u64,
 }
 
 impl NodeInfo {
     /// Participants over capacity: 0 idle, 1 full.
     pub fn load_ratio(&self) -> f64 {
         self.load.participants as f64 / self.max_participants.max(1) as f64
+    }
+
+    /// Whether its rooms must move now (`now_ms`, Unix milliseconds): it is draining and past its deadline.
+    pub fn moving(&self, now_ms: u64) -> bool {
+        self.state == NodeState::Draining && self.move_at_ms != 0 && now_ms >= self.move_at_ms
     }
 
     /// Whether the node takes a new room of `participants`.
@@ -74,6 +82,7 @@ pub(crate) fn node(id: &str, region: &str, participants: u64, max: u64) -> NodeI
         max_participants: max,
         started_ms: 1,
         sent_ms: 2,
+        move_at_ms: 0,
     }
 }
 

@@ -51,6 +51,16 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
 ";
 
+/// Moves a room from one node to another, atomically: only if it is still on the node it moves from (else the
+/// node it is on now is returned, or nil when it is not placed), and only to a live node (else nil).
+const MOVE_ROOM: &str = r"
+local placed = redis.call('GET', KEYS[1])
+if placed ~= ARGV[1] then return placed end
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return ARGV[2]
+";
+
 /// A handle on the cluster's Redis. Cheap to clone; commands from clones share one multiplexed connection, which
 /// reconnects by itself when Redis comes back.
 #[derive(Clone)]
@@ -60,6 +70,7 @@ pub struct Registry {
     prefix: String,
     dead_after: Duration,
     place: std::sync::Arc<redis::Script>,
+    moves: std::sync::Arc<redis::Script>,
 }
 
 impl Registry {
@@ -80,6 +91,7 @@ impl Registry {
             prefix: cfg.key_prefix.clone(),
             dead_after: Duration::from_millis(cfg.dead_after_ms),
             place: std::sync::Arc::new(redis::Script::new(PLACE_ROOM)),
+            moves: std::sync::Arc::new(redis::Script::new(MOVE_ROOM)),
         })
     }
 
@@ -171,6 +183,20 @@ impl Registry {
             .invoke_async(&mut self.con.clone())
             .await
             .map_err(failed("place room"))
+    }
+
+    /// Moves `room` from node `from` to node `to`. Returns the room's node: `to`; or, when the room was no longer
+    /// on `from`, the node it is on (`None`: not placed); `None` too when `to` is not alive.
+    pub async fn move_room(&self, room: &str, from: &str, to: &str) -> Result<Option<String>, ClusterError> {
+        self.moves
+            .key(self.room_key(room))
+            .key(self.node_key(to))
+            .arg(from)
+            .arg(to)
+            .arg(ROOM_TTL.as_millis() as u64)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("move room"))
     }
 
     /// The node `room` lives on, if it is placed.

@@ -32,6 +32,7 @@ fn info(id: &str, participants: u64) -> NodeInfo {
         max_participants: 100,
         started_ms: 1,
         sent_ms: 1,
+        move_at_ms: 0,
     }
 }
 
@@ -80,6 +81,17 @@ fn a_room_is_placed_once_and_only_on_a_live_node() {
         assert_eq!(reg.place_room("r2", "ghost").await.expect("place on a dead node"), None);
         assert_eq!(reg.room_node("r2").await.expect("find"), None);
         assert_eq!(reg.room_node("r1").await.expect("find"), Some("a".into()));
+        assert_eq!(reg.move_room("r1", "a", "b").await.expect("move"), Some("b".into()));
+        assert_eq!(
+            reg.move_room("r1", "a", "b").await.expect("move again"),
+            Some("b".into()),
+            "a room no longer on a is not moved from it"
+        );
+        assert_eq!(
+            reg.move_room("r1", "b", "ghost").await.expect("move to a dead node"),
+            None
+        );
+        assert_eq!(reg.room_node("r1").await.expect("find"), Some("b".into()), "and stays");
         reg.close_room("r1").await.expect("close");
         assert_eq!(
             reg.place_room("r1", "b").await.expect("place after close"),
@@ -169,8 +181,15 @@ fn the_heartbeat_reports_load_and_state_and_leaves_on_stop() {
         ("sfu-x", 2, 4)
     );
     assert_eq!(serving.max_participants, 100);
-    beat.drain();
+    let asked = hualu_common::clock::unix_now_ms();
+    beat.drain(Duration::from_secs(7));
     let draining = read(NodeState::Draining);
+    assert!(
+        (asked + 7000..asked + 7500).contains(&draining.move_at_ms),
+        "its rooms move 7 s after the drain began: {} vs {asked}",
+        draining.move_at_ms
+    );
+    assert!(!draining.moving(asked) && draining.moving(asked + 7500));
     // The load source counts 1,000 packets a second.
     assert!(
         (500..2000).contains(&draining.load.packets_per_s),
@@ -213,6 +232,7 @@ fn media_reports_reach_every_follower_and_following_survives_a_redis_restart() {
         room: format!("call-{n}"),
         identity: "alice".into(),
         flowing: n % 2 == 0,
+        node: "sfu-m".into(),
     };
     // Reports published before a follower has subscribed are gone, so each round publishes until both followers
     // have seen one, then checks what they saw is what was sent.
@@ -225,7 +245,8 @@ fn media_reports_reach_every_follower_and_following_survives_a_redis_restart() {
                 Instant::now() < until,
                 "two followers did not both hear a report within 10 s"
             );
-            sink.report(event(n));
+            let e = event(n);
+            sink.report(&e.room, &e.identity, e.flowing);
             n += 1;
             while let Ok(e) = rx.recv_timeout(Duration::from_millis(100)) {
                 seen.push(e);

@@ -42,6 +42,8 @@ pub struct ClusterConfig {
     pub dead_after_ms: u64,
     /// How call control places a new room.
     pub selector: SelectorKind,
+    /// Seconds a draining SFU node keeps its calls before their rooms move to other nodes.
+    pub drain_deadline_secs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -56,6 +58,7 @@ impl Default for ClusterConfig {
             heartbeat_ms: 1000,
             dead_after_ms: 3000,
             selector: SelectorKind::LowestLoad,
+            drain_deadline_secs: 30,
         }
     }
 }
@@ -101,6 +104,9 @@ impl ClusterConfig {
                 "cluster.dead_after_ms",
                 "must be at least twice heartbeat_ms, and at most 60000".into(),
             ));
+        }
+        if self.drain_deadline_secs > 24 * 3600 {
+            return Err(invalid("cluster.drain_deadline_secs", "must be at most 86400".into()));
         }
         Ok(())
     }

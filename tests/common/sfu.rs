@@ -97,6 +97,28 @@ impl SfuServer {
         token::mint(API_SECRET, &claims).expect("mint")
     }
 
+    /// Sends SIGTERM (through `sh`'s `kill`: std has no signal API), which starts a drain.
+    pub fn terminate(&self) {
+        let pid = self.child.id();
+        let status = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {pid}")])
+            .status()
+            .expect("run sh -c kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits up to `timeout` for the server to exit; whether it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < until {
+            if self.child.try_wait().expect("poll the server").is_some() {
+                return true;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// The last `lines` lines of the server's log.
     pub fn log_tail(&self, lines: usize) -> String {
         let text = fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();

@@ -3,6 +3,10 @@
 //! joined it, seconds after the placement; until [`SETTLE`] has passed, each room placed here is added to its
 //! node's load, so that a burst of calls spreads rather than piling onto the node that was lightest a moment ago.
 //! The room-to-node record is then written to Redis atomically ([`Registry::place_room`]).
+//!
+//! Each read also checks where this node's rooms are: a room whose node died (its heartbeat expired, or it
+//! restarted) or is draining past its deadline moves to another node, and call control tells the call's
+//! devices to reconnect there ([`Moved`]).
 
 use super::placement::{LocalSfu, PlaceError, Placement};
 use crate::core::{CallId, Device};
@@ -12,6 +16,7 @@ use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// Participants a new call's room is placed for: a 1:1 call, the common case. A group grows on its node.
 const ROOM_SIZE: u64 = 2;
@@ -19,6 +24,15 @@ const ROOM_SIZE: u64 = 2;
 /// How long a placed room counts on its node before the node's own heartbeat is trusted to include it: the
 /// clients' join and ICE, plus a heartbeat period.
 pub const SETTLE: Duration = Duration::from_secs(5);
+
+/// A call whose room moved to another node: its devices must join it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// The call (and room).
+    pub call: CallId,
+    /// Why: `node_lost` (it died or restarted) or `node_drained` (its drain deadline passed).
+    pub reason: &'static str,
+}
 
 /// The nodes as last read, and the rooms placed here since, not yet in their node's heartbeat.
 #[derive(Default)]
@@ -48,64 +62,144 @@ impl View {
     }
 }
 
-/// Places rooms on the cluster's nodes and mints their tokens.
-pub struct ClusterPlacement {
-    tokens: LocalSfu,
+/// Where one of this node's rooms lives.
+#[derive(Debug, Clone)]
+struct Room {
+    node: String,
+    /// The node's start time when the room was placed: a node that restarted since has lost the room.
+    started_ms: u64,
+    url: String,
+}
+
+impl Room {
+    fn on(n: &NodeInfo) -> Self {
+        Room {
+            node: n.id.clone(),
+            started_ms: n.started_ms,
+            url: n.url.clone(),
+        }
+    }
+}
+
+struct Shared {
     registry: Registry,
     selector: SelectorKind,
     region: String,
-    view: Arc<Mutex<View>>,
-    rooms: Mutex<HashMap<String, String>>,
+    view: Mutex<View>,
+    rooms: Mutex<HashMap<String, Room>>,
+    moves: mpsc::UnboundedSender<Moved>,
+}
+
+/// Places rooms on the cluster's nodes, moves them off nodes that die or drain, and mints their tokens.
+pub struct ClusterPlacement {
+    tokens: LocalSfu,
+    shared: Arc<Shared>,
 }
 
 impl ClusterPlacement {
-    /// Connects to Redis and starts reading the live nodes. Must run inside a tokio runtime.
-    pub fn start(cfg: &ClusterConfig, tokens: LocalSfu) -> Result<Self, ClusterError> {
-        let registry = Registry::connect(cfg)?;
-        let view = Arc::new(Mutex::new(View::default()));
-        tokio::spawn(refresh(
-            registry.clone(),
-            view.clone(),
-            Duration::from_millis(cfg.heartbeat_ms / 2),
-        ));
-        Ok(Self {
-            tokens,
-            registry,
+    /// Connects to Redis and starts reading the live nodes; rooms that move are sent to `moves`. Must run inside
+    /// a tokio runtime.
+    pub fn start(
+        cfg: &ClusterConfig,
+        tokens: LocalSfu,
+        moves: mpsc::UnboundedSender<Moved>,
+    ) -> Result<Self, ClusterError> {
+        let shared = Arc::new(Shared {
+            registry: Registry::connect(cfg)?,
             selector: cfg.selector,
             region: cfg.region.clone(),
-            view,
+            view: Mutex::new(View::default()),
             rooms: Mutex::new(HashMap::new()),
-        })
+            moves,
+        });
+        tokio::spawn(refresh(shared.clone(), Duration::from_millis(cfg.heartbeat_ms / 2)));
+        Ok(Self { tokens, shared })
     }
 
     /// The Redis handle it places with.
     pub fn registry(&self) -> Registry {
-        self.registry.clone()
+        self.shared.registry.clone()
     }
 
-    fn pick(&self) -> Result<(String, String), PlaceError> {
-        let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let nodes = view.settled(now);
-        let i = choose(self.selector, &nodes, ROOM_SIZE, &self.region, &mut rand::rng())
-            .map_err(|e| PlaceError::NoNode(e.to_string()))?;
-        let node = &nodes[i];
-        view.placed.push_back((now, node.id.clone()));
-        Ok((node.id.clone(), node.url.clone()))
+    /// Whether `node` is where `room` lives now: reports from a room's old node, after a move, are stale.
+    pub fn hosts(&self, room: &str, node: &str) -> bool {
+        self.shared.rooms().get(room).is_some_and(|r| r.node == node)
     }
 }
 
-/// Reads the live nodes every `every`, keeping the last view while Redis is unreachable.
-async fn refresh(registry: Registry, view: Arc<Mutex<View>>, every: Duration) {
+impl Shared {
+    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pick(&self) -> Result<NodeInfo, PlaceError> {
+        let mut view = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let nodes = view.settled(now);
+        let picked = choose(self.selector, &nodes, ROOM_SIZE, &self.region, &mut rand::rng());
+        let node = nodes[picked.map_err(|e| PlaceError::NoNode(e.to_string()))?].clone();
+        view.placed.push_back((now, node.id.clone()));
+        Ok(node)
+    }
+
+    /// Moves the rooms whose node is gone, restarted, or past its drain deadline, given the live `nodes`.
+    fn rehome(&self, nodes: &[NodeInfo]) {
+        let now_ms = hualu_common::clock::unix_now_ms();
+        let stranded: Vec<(String, String, &'static str)> = self
+            .rooms()
+            .iter()
+            .filter_map(|(call, room)| {
+                let reason = match nodes.iter().find(|n| n.id == room.node) {
+                    None => "node_lost",
+                    Some(n) if n.started_ms != room.started_ms => "node_lost",
+                    Some(n) if n.moving(now_ms) => "node_drained",
+                    Some(_) => return None,
+                };
+                Some((call.clone(), room.node.clone(), reason))
+            })
+            .collect();
+        let mut homeless = 0;
+        for (call, from, reason) in stranded {
+            let to = match self.pick() {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(%call, %from, error = %e, "a stranded room has nowhere to go; retrying");
+                    homeless += 1;
+                    continue;
+                }
+            };
+            tracing::info!(%call, %from, to = %to.id, reason, "room moved");
+            metrics::counter!("hualu_cluster_room_moves_total", "reason" => reason).increment(1);
+            self.rooms().insert(call.clone(), Room::on(&to));
+            let registry = self.registry.clone();
+            let (room, to_id) = (call.clone(), to.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = registry.move_room(&room, &from, &to_id).await {
+                    tracing::warn!(%room, error = %e, "the room's new node could not be recorded");
+                }
+            });
+            let _ = self.moves.send(Moved {
+                call: CallId(call),
+                reason,
+            });
+        }
+        metrics::gauge!("hualu_cluster_homeless_rooms").set(f64::from(homeless));
+    }
+}
+
+/// Reads the live nodes every `every`, keeping the last view while Redis is unreachable, and moves stranded
+/// rooms after each read.
+async fn refresh(shared: Arc<Shared>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut healthy = true;
     loop {
         tick.tick().await;
-        match registry.nodes().await {
+        match shared.registry.nodes().await {
             Ok(nodes) => {
                 metrics::gauge!("hualu_cluster_nodes").set(nodes.len() as f64);
-                view.lock().unwrap_or_else(PoisonError::into_inner).nodes = nodes;
+                shared.view.lock().unwrap_or_else(PoisonError::into_inner).nodes = nodes.clone();
+                shared.rehome(&nodes);
                 if !healthy {
                     tracing::info!("the cluster's nodes are readable again");
                     healthy = true;
@@ -122,26 +216,19 @@ async fn refresh(registry: Registry, view: Arc<Mutex<View>>, every: Duration) {
 
 impl Placement for ClusterPlacement {
     fn place(&self, call: &CallId) -> Result<(), PlaceError> {
-        let (node, url) = match self.pick() {
-            Ok(p) => p,
-            Err(e) => {
-                metrics::counter!("hualu_cluster_placements_total", "result" => "no_node").increment(1);
-                return Err(e);
-            }
-        };
-        metrics::counter!("hualu_cluster_placements_total", "result" => "ok").increment(1);
-        tracing::debug!(%call, %node, "room placed");
-        self.rooms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(call.0.clone(), url);
-        let (registry, room) = (self.registry.clone(), call.0.clone());
+        let picked = self.shared.pick();
+        let label = if picked.is_ok() { "ok" } else { "no_node" };
+        metrics::counter!("hualu_cluster_placements_total", "result" => label).increment(1);
+        let node = picked?;
+        tracing::debug!(%call, node = %node.id, "room placed");
+        self.shared.rooms().insert(call.0.clone(), Room::on(&node));
+        let (registry, room) = (self.shared.registry.clone(), call.0.clone());
         tokio::spawn(async move {
-            match registry.place_room(&room, &node).await {
-                Ok(Some(on)) if on == node => {}
-                Ok(Some(on)) => tracing::warn!(%room, %node, %on, "the room was already placed elsewhere"),
-                Ok(None) => tracing::warn!(%room, %node, "the node died as the room was placed"),
-                Err(e) => tracing::warn!(%room, %node, error = %e, "the room's node could not be recorded"),
+            match registry.place_room(&room, &node.id).await {
+                Ok(Some(on)) if on == node.id => {}
+                Ok(Some(on)) => tracing::warn!(%room, node = %node.id, %on, "the room was already placed elsewhere"),
+                Ok(None) => tracing::warn!(%room, node = %node.id, "the node died as the room was placed"),
+                Err(e) => tracing::warn!(%room, node = %node.id, error = %e, "the room's node could not be recorded"),
             }
         });
         Ok(())
@@ -149,21 +236,17 @@ impl Placement for ClusterPlacement {
 
     fn join(&self, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
         let url = self
-            .rooms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .shared
+            .rooms()
             .get(&call.0)
-            .cloned()
+            .map(|r| r.url.clone())
             .ok_or_else(|| PlaceError::NoNode(format!("call {call} has no room")))?;
         self.tokens.join_at(&url, call, device)
     }
 
     fn close(&self, call: &CallId) {
-        self.rooms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&call.0);
-        let (registry, room) = (self.registry.clone(), call.0.clone());
+        self.shared.rooms().remove(&call.0);
+        let (registry, room) = (self.shared.registry.clone(), call.0.clone());
         tokio::spawn(async move {
             if let Err(e) = registry.close_room(&room).await {
                 tracing::warn!(%room, error = %e, "the room's record stays until it expires");

@@ -52,6 +52,11 @@ pub enum ToHub {
     Detach { session: String, generation: u64 },
     /// The SFU reports whether `user`'s media flows in the room of `call`.
     Media { call: String, user: String, flowing: bool },
+    /// The call's room moved to another SFU node (`reason`): its devices are told to join it there.
+    Moved {
+        call: crate::core::CallId,
+        reason: &'static str,
+    },
 }
 
 /// A socket's session.
@@ -165,6 +170,7 @@ impl Hub {
             ToHub::Media { call, user, flowing } => {
                 self.sb.media(&crate::core::CallId(call), &user, flowing, now);
             }
+            ToHub::Moved { call, reason } => self.moved(&call, reason),
             ToHub::Detach { session, generation } => {
                 let Some(s) = self.sessions.get_mut(&session).filter(|s| s.generation == generation) else {
                     return;
@@ -249,6 +255,23 @@ impl Hub {
             if let Some(s) = gone.then(|| self.sessions.remove(&id)).flatten() {
                 self.by_device.remove(&s.device);
                 self.sb.remove(&s.device, now);
+            }
+        }
+    }
+
+    /// Sends each device in `call` a `move`: the room's new node, and a token for it.
+    fn moved(&mut self, call: &crate::core::CallId, reason: &str) {
+        let Some(c) = self.sb.call(call) else { return };
+        let devices: Vec<Device> = c.joined().map(|(u, d)| Device::new(u, d)).collect();
+        for d in devices {
+            match self.placement.join(call, &d) {
+                Ok(mut v) => {
+                    v["type"] = json!("move");
+                    v["call"] = json!(call);
+                    v["reason"] = json!(reason);
+                    self.deliver(&d, v);
+                }
+                Err(e) => tracing::error!(%call, error = %e, "no room to move to"),
             }
         }
     }

@@ -128,16 +128,17 @@ pub fn start(
         .next()
         .map(|(k, v)| (k.clone(), v.clone()))
         .ok_or(StartError::NoApiKey)?;
-    // In a cluster, the SFU nodes' media reports come through Redis.
-    let mut reports = None;
-    let placement = match placement {
+    let (moves, moved) = mpsc::unbounded_channel();
+    let mut cluster = None;
+    let placement: Arc<dyn Placement> = match placement {
         Some(p) => p,
         None if config.cluster.enabled() => {
             let tokens = LocalSfu::from_config(config, key.clone(), None);
-            let c = cluster::ClusterPlacement::start(&config.cluster, tokens)
+            let c = cluster::ClusterPlacement::start(&config.cluster, tokens, moves)
                 .map_err(|e| StartError::Cluster(e.to_string()))?;
-            reports = Some(c.registry());
-            Arc::new(c)
+            let c = Arc::new(c);
+            cluster = Some(c.clone());
+            c
         }
         None => Arc::new(LocalSfu::from_config(config, key.clone(), None)),
     };
@@ -166,11 +167,8 @@ pub fn start(
         hooks,
     );
     let control = CallControl { hub: hub.clone() };
-    if let Some(registry) = reports {
-        let c = control.clone();
-        tokio::spawn(hualu_cluster::media::follow(registry, move |e| {
-            c.media(&e.room, &e.identity, e.flowing)
-        }));
+    if let Some(c) = cluster {
+        follow_cluster(c, control.clone(), moved);
     }
     let state = Arc::new(State {
         hub,
@@ -185,6 +183,33 @@ pub fn start(
         routes = routes.route("/dev/token", get(dev_token));
     }
     Ok((routes.with_state(state), control))
+}
+
+/// In a cluster, the SFU nodes' media reports come through Redis (those from a room's old node are dropped), and
+/// rooms that moved reach the hub, which tells their devices.
+fn follow_cluster(
+    c: Arc<cluster::ClusterPlacement>,
+    control: CallControl,
+    mut moved: mpsc::UnboundedReceiver<cluster::Moved>,
+) {
+    let registry = c.registry();
+    let media = control.clone();
+    tokio::spawn(hualu_cluster::media::follow(registry, move |e| {
+        if c.hosts(&e.room, &e.node) {
+            media.media(&e.room, &e.identity, e.flowing);
+        }
+    }));
+    tokio::spawn(async move {
+        while let Some(m) = moved.recv().await {
+            let msg = hub::ToHub::Moved {
+                call: m.call,
+                reason: m.reason,
+            };
+            if control.hub.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 impl HookSink for Webhooks {
