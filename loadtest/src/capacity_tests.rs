@@ -125,6 +125,7 @@ fn record(index: u32, mos: f64) -> CallRecord {
         legs: vec![leg],
         r: Some(90.0),
         mos: Some(mos),
+        moves: Vec::new(),
     }
 }
 

@@ -67,6 +67,10 @@ impl Collector {
         if !missing.is_empty() && failure.is_none() {
             failure = Some(format!("callee(s) {missing:?} never rang"));
         }
+        let silent = reports.iter().flat_map(|r| &r.moves).find(|m| m.gap_ms.is_none());
+        if let (Some(m), None) = (silent, &failure) {
+            failure = Some(format!("audio never came back after a move ({})", m.reason));
+        }
         if failure.is_none() && outcome != plan.outcome {
             failure = Some(format!("expected {:?}, got {:?}", plan.outcome, outcome));
         }
@@ -85,6 +89,7 @@ impl Collector {
         let answered = reports.iter().filter_map(|r| r.answered_at).min();
         let ended = reports.iter().filter_map(|r| r.ended_at).max();
         let legs: Vec<_> = reports.iter().flat_map(|r| r.legs.iter().cloned()).collect();
+        let moves: Vec<_> = reports.iter().flat_map(|r| r.moves.iter().cloned()).collect();
         let worst = legs
             .iter()
             .filter_map(|l| l.r.zip(l.mos))
@@ -108,6 +113,7 @@ impl Collector {
             r: worst.map(|w| w.0),
             mos: worst.map(|w| w.1),
             legs,
+            moves,
         }
     }
 }

@@ -107,6 +107,21 @@ pub struct CallRecord {
     pub r: Option<f64>,
     /// The worst leg's MOS (from the same leg as `r`).
     pub mos: Option<f64>,
+    /// Each time call control moved a participant to another SFU node (a drain or a node failure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<Move>,
+}
+
+/// A participant's media moved to another SFU node, as call control directed (a `move` event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Move {
+    /// The participant's user id.
+    pub user: String,
+    /// Why: `node_drained` or `node_lost`.
+    pub reason: String,
+    /// The media gap: the last audio heard on the old node to the first on the new one, in milliseconds;
+    /// `None` when audio never came back.
+    pub gap_ms: Option<f64>,
 }
 
 impl CallRecord {
@@ -553,6 +568,12 @@ pub struct Summary {
     /// JSON) when no leg had video.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub video: Option<VideoStats>,
+    /// Moves to another SFU node, over all participants; 0 (and left out of the JSON) when none moved.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub moves: u32,
+    /// The media gap of those moves that got audio back, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_gap_ms: Option<Stats>,
     /// Failure and drop causes, most frequent first.
     pub failure_causes: Vec<FailureCause>,
     /// What the servers used, when they were sampled.
@@ -609,6 +630,8 @@ impl Summary {
             jitter_ms: Stats::of(legs().map(|l| l.jitter_ms)),
             mouth_to_ear_ms: Stats::of(legs().map(|l| l.mouth_to_ear_ms)),
             video: VideoStats::of(legs()),
+            moves: records.iter().map(|c| c.moves.len() as u32).sum(),
+            move_gap_ms: Stats::of(records.iter().flat_map(|c| c.moves.iter().filter_map(|m| m.gap_ms))),
             failure_causes: failure_causes(records),
             server,
             thresholds: Vec::new(),
@@ -632,6 +655,10 @@ impl Summary {
     pub fn failed_thresholds(&self) -> Vec<&ThresholdResult> {
         self.thresholds.iter().filter(|t| !t.passed).collect()
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn count_dropped(calls: &[&CallRecord]) -> usize {

@@ -93,10 +93,13 @@ export interface CallEvents {
   left: { user: string; reason: string };
   /** The call's media is connected (or connected again). */
   active: {};
-  /** Media or signaling dropped; the SDK is resuming. */
-  reconnecting: { cause: string };
-  /** Resumed: media flows again. */
-  reconnected: { ms: number };
+  /**
+   * Media or signaling dropped and the SDK is resuming, or (`cause: 'moved'`) call control moved the call to
+   * another SFU node, for `reason` `node_drained` or `node_lost`, and the SDK is joining it there.
+   */
+  reconnecting: { cause: string; reason?: string };
+  /** Resumed: media flows again (`moved`: on the call's new SFU node). */
+  reconnected: { ms: number; moved?: boolean };
   /** Another participant's connection dropped or came back (their `user`). */
   peer_reconnecting: { user: string };
   peer_reconnected: { user: string };

@@ -376,6 +376,7 @@ export class Call extends Emitter {
       case 'reconnecting': return this.emit('peer_reconnecting', { user: m.user });
       case 'reconnected': return this.emit('peer_reconnected', { user: m.user });
       case 'join': return this.join(m).catch((err) => this.fail(err));
+      case 'move': return this.move(m).catch((err) => this.fail(err));
       case 'active':
         this.setState(this.room && this.room.reconnecting ? 'reconnecting' : 'active');
         return this.emit('active', {});
@@ -394,17 +395,46 @@ export class Call extends Emitter {
       audio: o.media.audio, video: this.video ? o.media.video : false });
     if (this.state === 'ended') { this.stopLocal(); return; }
     this.cameraOn = this.video;
-    const rtcConfig = { ...o.rtcConfig };
-    this.room = new Room({ url: m.sfu_url, token: m.token, iceServers: m.ice_servers || [], rtcConfig,
-      simulcastMinWidth: o.simulcastMinWidth, emit: (type, data) => this.onRoom(type, data) });
+    await this.enter(m);
+    this.statsTimer = setInterval(() => this.readQuality(), o.statsIntervalMs);
+  }
+
+  // Joins the room `m` names with the local tracks captured already.
+  async enter(m) {
+    const o = this.client.opts;
+    this.room = new Room({ url: m.sfu_url, token: m.token, iceServers: m.ice_servers || [],
+      rtcConfig: { ...o.rtcConfig }, simulcastMinWidth: o.simulcastMinWidth,
+      emit: (type, data) => this.onRoom(type, data) });
     await this.room.join(this.localStream);
     if (this.audioMuted) this.room.setMuted('audio', true);
-    this.statsTimer = setInterval(() => this.readQuality(), o.statsIntervalMs);
+    if (this.video && !this.cameraOn) this.room.setMuted('video', true);
+  }
+
+  // Call control moved the call's room to another SFU node (its node is draining or died): leave the old
+  // room without ending the call, and join the new one with the same microphone and camera. The call is
+  // `reconnecting` until media flows on the new node.
+  async move(m) {
+    if (!this.room || this.state === 'ended') return;
+    const old = this.room;
+    old.o.emit = () => {}; // what the old room says from now on (its socket closing, say) is not the call's
+    for (const p of old.participants.values()) this.emit('participant_left', { participant: p });
+    old.close();
+    this.joinInfo = m;
+    this.moving = { since: performance.now() };
+    this.setState('reconnecting');
+    this.emit('reconnecting', { cause: 'moved', reason: m.reason });
+    await this.enter(m);
   }
 
   onRoom(type, data) {
     switch (type) {
       case 'media_connected':
+        if (this.moving) {
+          const ms = Math.round(performance.now() - this.moving.since);
+          this.moving = null;
+          this.setState('active');
+          return this.emit('reconnected', { ms, moved: true });
+        }
         if (this.state === 'connecting') this.setState('active');
         return this.emit('active', {});
       case 'reconnecting':

@@ -7,7 +7,7 @@ use super::shard::MediaOut;
 use super::socket::Socket;
 use super::Ctx;
 use crate::plan::PlannedCall;
-use crate::record::{Leg, Outcome};
+use crate::record::{Leg, Move, Outcome};
 use hualu_common::token::{mint, Claims};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -62,8 +62,14 @@ pub struct Report {
     pub first_audio_at: Option<Instant>,
     /// When this device's part ended.
     pub ended_at: Option<Instant>,
-    /// The streams it received, scored.
+    /// The streams it received, scored (on each node, when the call moved).
     pub legs: Vec<Leg>,
+    /// Each move to another SFU node that call control directed.
+    pub moves: Vec<Move>,
+    /// The last audio heard in the room left behind, while a move waits for audio on the new node.
+    resume_from: Option<Instant>,
+    /// The last audio heard in the room, told as it was left.
+    last_audio_at: Option<Instant>,
 }
 
 /// Something the device does at a time.
@@ -280,6 +286,7 @@ impl Device {
                 }
             }
             "join" => self.join(v, now).await,
+            "move" => self.moved(v, now).await,
             "ended" => {
                 let reason = v["reason"].as_str().unwrap_or_default().to_string();
                 call.report.reason = Some(reason);
@@ -352,6 +359,36 @@ impl Device {
             let extra = if call.report.caller { 0.0 } else { 0.5 };
             let hold = Duration::from_secs_f64(call.plan.hold_s + extra);
             call.timer = Some((now + hold, Action::Hangup));
+        }
+    }
+
+    /// Call control moved the call's room to another SFU node (its node drains or died): leave the old room,
+    /// keeping what it scored, and join the new one. The media gap runs from the last audio heard in the old
+    /// room to the first in the new.
+    async fn moved(&mut self, v: Value, now: Instant) {
+        let ctx = self.ctx.clone();
+        let user = ctx.user_id(self.user);
+        let profile = ctx.plan.profiles[self.user as usize].clone();
+        let Some(call) = self.call.as_mut() else { return };
+        let Some(old) = call.room.take() else { return };
+        let report = &mut call.report;
+        let legs = old.finish(|m| report.seen(m)).await;
+        report.legs.extend(legs);
+        let reason = v["reason"].as_str().unwrap_or("unknown").to_string();
+        report.moves.push(Move {
+            user: user.clone(),
+            reason,
+            gap_ms: None,
+        });
+        report.resume_from = Some(report.last_audio_at.take().unwrap_or(now));
+        let seed = self.seed ^ u64::from(call.plan.index) << 20 ^ (report.moves.len() as u64) << 40;
+        match super::room::join(&ctx, &user, &profile, &v, seed, call.plan.video).await {
+            Ok(room) => call.room = Some(room),
+            Err(e) => {
+                call.report.failure = Some(format!("media: moving to another node: {e}"));
+                let id = call.report.call_id.clone().unwrap_or_default();
+                self.command("hangup", &id).await;
+            }
         }
     }
 
@@ -477,7 +514,7 @@ impl Device {
         if let Some(room) = call.room.take() {
             let report = &mut call.report;
             let legs = room.finish(|m| report.seen(m)).await;
-            report.legs = legs;
+            report.legs.extend(legs);
         }
         call.report.ended_at = Some(now);
         if call.acts {
@@ -535,11 +572,20 @@ async fn media_out(out: Option<&mut mpsc::UnboundedReceiver<MediaOut>>) -> Optio
 }
 
 impl Report {
-    /// Notes a connection or first-audio time the media shard told.
+    /// Notes a connection, first-audio or last-audio time the media shard told; the first audio after a
+    /// move closes that move's gap.
     fn seen(&mut self, m: &MediaOut) {
         match m {
-            MediaOut::Connected(t) if self.connected_at.is_none() => self.connected_at = Some(*t),
-            MediaOut::FirstAudio(t) if self.first_audio_at.is_none() => self.first_audio_at = Some(*t),
+            MediaOut::Connected(t) => {
+                self.connected_at.get_or_insert(*t);
+            }
+            MediaOut::FirstAudio(t) => {
+                self.first_audio_at.get_or_insert(*t);
+                if let (Some(from), Some(m)) = (self.resume_from.take(), self.moves.last_mut()) {
+                    m.gap_ms = Some(t.saturating_duration_since(from).as_secs_f64() * 1000.0);
+                }
+            }
+            MediaOut::LastAudio(t) => self.last_audio_at = Some(*t),
             _ => {}
         }
     }

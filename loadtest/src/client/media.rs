@@ -302,6 +302,11 @@ impl Media {
         (!self.outbox.is_empty()).then(|| self.outbox.remove(0))
     }
 
+    /// When the last audio packet of any stream arrived.
+    pub fn last_audio_at(&self) -> Option<Instant> {
+        self.incoming.values().map(|s| s.last_at).max()
+    }
+
     /// Stops, and scores each stream received.
     pub fn finish(mut self, now: Instant) -> Vec<Leg> {
         self.playout(now);

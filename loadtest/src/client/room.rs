@@ -14,6 +14,8 @@ use tokio::time::timeout;
 
 /// How long a finishing participant's shard has to hand back its legs.
 const FINISH: Duration = Duration::from_secs(10);
+/// How long leaving the room's socket may take.
+const CLOSE: Duration = Duration::from_secs(1);
 
 /// A participant in its room.
 pub struct InRoom {
@@ -65,8 +67,12 @@ impl InRoom {
     /// first-audio times the shard tells on the way.
     pub async fn finish(mut self, mut seen: impl FnMut(&MediaOut)) -> Vec<Leg> {
         if let Some(mut room) = self.room.take() {
-            let _ = room.send(&json!({"type": "leave"})).await;
-            room.close().await;
+            // Bounded: the room's node may be gone (a move away from a dead node).
+            let _ = timeout(CLOSE, async {
+                let _ = room.send(&json!({"type": "leave"})).await;
+                room.close().await;
+            })
+            .await;
         }
         self.media.finish();
         let wait = async {

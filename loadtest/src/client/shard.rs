@@ -38,6 +38,8 @@ pub enum MediaOut {
     Connected(Instant),
     /// The first audio arrived.
     FirstAudio(Instant),
+    /// The last audio arrived then; told as the participant finishes, before its legs.
+    LastAudio(Instant),
     /// The media failed for good (TURN gone, or the participant panicked).
     Failed(String),
     /// The participant is finished; its received streams, scored.
@@ -319,6 +321,9 @@ impl Shard {
         slot.media.net_mut().deregister(self.poll.registry());
         self.free.push(i);
         let out = slot.out.clone();
+        if let Some(t) = slot.media.last_audio_at() {
+            let _ = out.send(MediaOut::LastAudio(t));
+        }
         match catch_unwind(AssertUnwindSafe(|| slot.media.finish(now))) {
             Ok(legs) => {
                 let _ = out.send(MediaOut::Legs(legs));

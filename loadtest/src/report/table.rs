@@ -153,6 +153,15 @@ fn calls(s: &Summary, rows: &mut Vec<Row>) {
     push(rows, S, "setup success", opt_pct(s.setup_success_pct));
     let dropped = format!("{} of {} answered", opt_pct(s.dropped_pct), s.answered);
     push(rows, S, "dropped", dropped);
+    if s.moves > 0 {
+        let gap = spread(&s.move_gap_ms, "ms");
+        push(
+            rows,
+            S,
+            "moved to another node",
+            format!("{} times; media gap {gap}", s.moves),
+        );
+    }
 }
 
 fn setup(s: &Summary, rows: &mut Vec<Row>) {

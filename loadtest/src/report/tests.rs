@@ -50,6 +50,7 @@ fn call(index: u32, planned: Outcome, outcome: Outcome, result: CallResult, mos:
         legs: mos.map(|m| leg(f64::from(index), m)).into_iter().collect(),
         r: mos.map(|_| 90.0),
         mos,
+        moves: Vec::new(),
     }
 }
 
@@ -636,4 +637,38 @@ fn video_thresholds_come_from_toml_and_must_be_numbers_of_zero_or_more() {
         "{e}"
     );
     assert!(err("thresholds.max_video_freeze_p95_ms=-0.5").starts_with("thresholds.max_video_freeze_p95_ms:"));
+}
+
+#[test]
+fn moves_are_counted_their_gaps_summarised_and_printed_and_they_round_trip() {
+    let mut records = run();
+    let moved = |user: &str, gap_ms| Move {
+        user: user.into(),
+        reason: "node_lost".into(),
+        gap_ms,
+    };
+    records[0].moves = vec![moved("u0", Some(900.0)), moved("u1", Some(1500.0))];
+    records[1].moves = vec![moved("u2", Some(400.0)), moved("u3", None)];
+    let s = summary("moves", &records, &[], &Thresholds::default());
+    assert_eq!(s.moves, 4);
+    // The gap that never closed is counted as a move but not as a gap: 400, 900, 1500.
+    let gap = s.move_gap_ms.clone().expect("gaps");
+    assert_eq!((gap.n, gap.p50, gap.max), (3, 900.0, 1500.0));
+    let mut out = Vec::new();
+    print_summary(&s, &mut out).expect("print");
+    let text = String::from_utf8(out).expect("utf-8");
+    assert!(text.contains("moved to another node"), "{text}");
+    assert!(text.contains("4 times; media gap p50 900"), "{text}");
+    // A run without moves says nothing of them, in the terminal or the JSON.
+    let quiet = summary("quiet", &run(), &[], &Thresholds::default());
+    assert_eq!((quiet.moves, quiet.move_gap_ms.is_none()), (0, true));
+    let json = serde_json::to_string(&quiet).expect("json");
+    assert!(!json.contains("move"), "{json}");
+    let path = scratch("moves").join("calls.jsonl");
+    let mut w = JsonlWriter::create(&path).expect("create");
+    for r in &records {
+        w.write(r).expect("write");
+    }
+    drop(w);
+    assert_eq!(read_jsonl(&path).expect("read"), records);
 }
