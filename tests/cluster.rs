@@ -273,3 +273,49 @@ fn a_draining_node_keeps_its_calls_until_the_deadline_then_they_move_and_it_exit
         nodes[x].log_tail(30)
     );
 }
+
+#[test]
+fn calls_keep_their_media_through_a_redis_outage_and_new_calls_work_once_it_is_back() {
+    let mut redis = Redis::start("outage");
+    let _nodes = [sfu_node(&redis, "sfu-a"), sfu_node(&redis, "sfu-b")];
+    let s = signaling(&redis);
+    wait_nodes(&s, 2);
+    let (mut alice, mut bob) = (phone(&s, "alice"), phone(&s, "bob"));
+    let (ja, jb) = answered_call(&mut alice, &mut bob);
+    let (mut a, mut b) = join_media(&ja, &jb);
+    assert!(hear_each_other(&mut a, &mut b), "media before the outage");
+
+    // Down for 1.5 s, longer than a dead window (600 ms), then back empty: it has forgotten every node.
+    redis.stop();
+    let before = (frames(&a), frames(&b));
+    run_until(&mut [&mut a, &mut b], Duration::from_millis(1500), |_| false);
+    assert!(
+        frames(&a) > before.0 + 25 && frames(&b) > before.1 + 25,
+        "media flows while Redis is down"
+    );
+    redis.start_again();
+    let before = (frames(&a), frames(&b));
+    run_until(&mut [&mut a, &mut b], Duration::from_millis(1500), |_| false);
+    assert!(
+        frames(&a) > before.0 + 25 && frames(&b) > before.1 + 25,
+        "media flows as Redis comes back"
+    );
+    for p in [&mut alice, &mut bob] {
+        let moved = p.try_wait("move", Duration::from_millis(200));
+        assert!(
+            moved.is_none(),
+            "no room moves for a Redis restart: {moved:?}\n{}",
+            s.log_tail(30)
+        );
+    }
+
+    wait_nodes(&s, 2);
+    let (mut carol, mut dave) = (phone(&s, "carol"), phone(&s, "dave"));
+    let (jc, jd) = answered_call(&mut carol, &mut dave);
+    let (mut c, mut d) = join_media(&jc, &jd);
+    assert!(
+        hear_each_other(&mut c, &mut d),
+        "a new call once Redis is back\n{}",
+        s.log_tail(30)
+    );
+}

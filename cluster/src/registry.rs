@@ -5,6 +5,8 @@
 //!   own clock decides death: a key that expired is a dead node, whatever the nodes' clocks say.
 //! - `hualu:nodes`: the set of node ids that have registered; ids whose key expired are pruned as they are read.
 //! - `hualu:room:<room>`: the id of the node a room lives on. Set once, atomically, by [`Registry::place_room`].
+//! - `hualu:since`: when this Redis's data began (unix ms, set once): a Redis restarted empty has forgotten
+//!   every node, and a node missing from it is not dead until the nodes had a dead window to heartbeat again.
 //! - `hualu:media` (a pub/sub channel): SFU nodes' media reports ([`crate::media`]).
 
 use crate::media::MediaEvent;
@@ -105,6 +107,35 @@ impl Registry {
 
     fn room_key(&self, room: &str) -> String {
         format!("{}:room:{room}", self.prefix)
+    }
+
+    fn since_key(&self) -> String {
+        format!("{}:since", self.prefix)
+    }
+
+    /// How long this Redis has held the cluster's state: since the first call to this after it started empty.
+    /// Until that reaches `dead_after_ms`, a node missing from [`Registry::nodes`] may only not have
+    /// heartbeated into the new Redis yet.
+    pub async fn remembered_for(&self) -> Result<Duration, ClusterError> {
+        let now = hualu_common::clock::unix_now_ms();
+        let (since,): (Option<u64>,) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.since_key())
+            .arg(now)
+            .arg("NX")
+            .ignore()
+            .get(self.since_key())
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("read since"))?;
+        Ok(Duration::from_millis(now.saturating_sub(since.unwrap_or(now))))
+    }
+
+    /// Whether a node absent from [`Registry::nodes`] is dead, rather than not yet re-registered in a Redis
+    /// that restarted empty.
+    pub async fn absence_is_death(&self) -> Result<bool, ClusterError> {
+        Ok(self.remembered_for().await? >= self.dead_after)
     }
 
     fn media_channel(&self) -> String {

@@ -262,3 +262,35 @@ fn media_reports_reach_every_follower_and_following_survives_a_redis_restart() {
     round(1000);
     beat.stop();
 }
+
+#[test]
+fn a_redis_that_restarted_empty_does_not_count_a_missing_node_dead_for_a_dead_window() {
+    let mut redis = Redis::start("since");
+    let rt = runtime();
+    let reg = rt.block_on(async { Registry::connect(&config(&redis, 300)).expect("connect") });
+    let check = |reg: &Registry| rt.block_on(async { reg.absence_is_death().await });
+    assert!(
+        !check(&reg).expect("fresh"),
+        "a fresh Redis has not heard every node yet"
+    );
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(
+        check(&reg).expect("a dead window later"),
+        "after a dead window, absence is death"
+    );
+    redis.restart();
+    let until = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        match check(&reg) {
+            Ok(v) => break v,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("Redis did not come back: {e}"),
+        }
+    };
+    assert!(!after, "a restarted Redis forgot the nodes: absence is not yet death");
+    std::thread::sleep(Duration::from_millis(350));
+    assert!(
+        check(&reg).expect("later"),
+        "a dead window after the restart, absence is death again"
+    );
+}

@@ -46,9 +46,19 @@ impl Redis {
 
     /// Kills it and starts a new, empty one on the same socket.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Kills it (SIGKILL: nothing is saved).
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// Starts a new, empty one on the same socket, after [`Redis::stop`].
+    pub fn start_again(&mut self) {
         self.child = spawn(&self.dir);
         self.wait_up();
     }

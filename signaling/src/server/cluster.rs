@@ -143,13 +143,16 @@ impl Shared {
     }
 
     /// Moves the rooms whose node is gone, restarted, or past its drain deadline, given the live `nodes`.
-    fn rehome(&self, nodes: &[NodeInfo]) {
+    /// A node absent from `nodes` is lost only when `absence_is_death` (Redis has held the cluster's state for
+    /// a dead window); otherwise only restarted and drained nodes' rooms move.
+    fn rehome(&self, nodes: &[NodeInfo], absence_is_death: bool) {
         let now_ms = hualu_common::clock::unix_now_ms();
         let stranded: Vec<(String, String, &'static str)> = self
             .rooms()
             .iter()
             .filter_map(|(call, room)| {
                 let reason = match nodes.iter().find(|n| n.id == room.node) {
+                    None if !absence_is_death => return None,
                     None => "node_lost",
                     Some(n) if n.started_ms != room.started_ms => "node_lost",
                     Some(n) if n.moving(now_ms) => "node_drained",
@@ -199,7 +202,9 @@ async fn refresh(shared: Arc<Shared>, every: Duration) {
             Ok(nodes) => {
                 metrics::gauge!("hualu_cluster_nodes").set(nodes.len() as f64);
                 shared.view.lock().unwrap_or_else(PoisonError::into_inner).nodes = nodes.clone();
-                shared.rehome(&nodes);
+                // A Redis that restarted empty has not heard every node again yet.
+                let absence_is_death = shared.registry.absence_is_death().await.unwrap_or(false);
+                shared.rehome(&nodes, absence_is_death);
                 if !healthy {
                     tracing::info!("the cluster's nodes are readable again");
                     healthy = true;
