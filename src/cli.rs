@@ -56,6 +56,9 @@ pub struct TokenArgs {
     /// Leave out the subscribe grant.
     #[arg(long)]
     pub no_subscribe: bool,
+    /// Add the admin grant: the token opens the admin API (`/admin/...`).
+    #[arg(long)]
+    pub admin: bool,
     /// Lifetime in seconds; default `auth.token_ttl_secs`.
     #[arg(long, value_name = "SECS")]
     pub ttl: Option<u64>,

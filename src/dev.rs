@@ -58,6 +58,7 @@ fn api_key(config: &mut Config) {
                 room: room.map(str::to_string),
                 publish: true,
                 subscribe: true,
+                admin: false,
             };
         }
         token::mint(secret, &claims).ok()

@@ -33,6 +33,7 @@ pub fn mint(config: &Config, args: &TokenArgs) -> anyhow::Result<String> {
         room: args.room.clone(),
         publish: !args.no_publish,
         subscribe: !args.no_subscribe,
+        admin: args.admin,
     };
     Ok(token::mint(secret, &claims)?)
 }

@@ -49,7 +49,8 @@ fn mints_a_token_the_verifier_accepts_with_the_claims_asked_for() {
         Grants {
             room: Some("standup".into()),
             publish: false,
-            subscribe: true
+            subscribe: true,
+            admin: false,
         }
     );
     assert_eq!(claims.exp - claims.nbf, 120);
@@ -94,4 +95,23 @@ fn refuses_without_a_key_or_with_a_bad_identity() {
     let set = format!("auth.api_keys.app1={SECRET1}");
     let (ok, _, err) = hualu(&["token", "--identity", "", "--set", &set]);
     assert!(!ok && err.contains("identity"), "{err}");
+}
+
+#[test]
+fn admin_mints_a_token_with_the_admin_grant_and_only_then() {
+    let set = format!("auth.api_keys.app1={SECRET1}");
+    let now = hualu_common::clock::unix_now();
+    let grant = |extra: &[&str]| {
+        let mut args = vec!["token", "--identity", "ops", "--set", &set];
+        args.extend_from_slice(extra);
+        let (ok, token, err) = hualu(&args);
+        assert!(ok, "{err}");
+        Verifier::new(&keys())
+            .verify(&token, now)
+            .expect("verifies")
+            .grants
+            .admin
+    };
+    assert!(grant(&["--admin"]));
+    assert!(!grant(&[]));
 }

@@ -319,3 +319,132 @@ fn calls_keep_their_media_through_a_redis_outage_and_new_calls_work_once_it_is_b
         s.log_tail(30)
     );
 }
+
+/// `method path` on call control's admin API with `token`; the status and the JSON body.
+fn admin(s: &SfuServer, method: &str, path: &str, token: &str, body: &str) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let r = common::http::request(s.http_addr(), method, path, &headers, body).expect("an answer");
+    let v = serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", r.body));
+    (r.status, v)
+}
+
+/// Each node's state in `GET /admin/nodes`, by id.
+fn node_states(s: &SfuServer, token: &str) -> BTreeMap<String, String> {
+    let (status, v) = admin(s, "GET", "/admin/nodes", token, "");
+    assert_eq!(status, 200, "{v}");
+    let nodes = v["nodes"].as_array().expect("nodes");
+    nodes
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap_or("").into(),
+                n["state"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect()
+}
+
+fn wait_state(s: &SfuServer, token: &str, id: &str, state: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while node_states(s, token).get(id).map(String::as_str) != Some(state) {
+        assert!(
+            Instant::now() < until,
+            "{id} never {state}: {:?}",
+            node_states(s, token)
+        );
+        sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_admin_api_lists_nodes_rooms_and_calls_and_drains_a_node_on_request() {
+    let redis = Redis::start("admin");
+    let nodes = [sfu_node(&redis, "sfu-a"), sfu_node(&redis, "sfu-b")];
+    let s = signaling(&redis);
+    wait_nodes(&s, 2);
+    let token = s.admin_token();
+    // No token, a bad one, and a user's token without the admin grant are refused.
+    let r = common::http::request(s.http_addr(), "GET", "/admin/nodes", &[], "").expect("an answer");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(admin(&s, "GET", "/admin/nodes", "not-a-jwt", "").0, 401);
+    let (status, v) = admin(&s, "GET", "/admin/calls", &s.user_token("mallory", "phone", 60), "");
+    assert_eq!((status, v["error"].as_str()), (403, Some("forbidden")), "{v}");
+    let states = node_states(&s, &token);
+    assert_eq!(states.keys().collect::<Vec<_>>(), ["sfu-a", "sfu-b"]);
+
+    let (mut alice, mut bob) = (phone(&s, "alice"), phone(&s, "bob"));
+    let (ja, _) = answered_call(&mut alice, &mut bob);
+    let call = ja["room"].as_str().expect("the call's room").to_string();
+    let on = nodes
+        .iter()
+        .position(|n| n.http_addr() == room_addr(&ja))
+        .expect("the call's node");
+    let (id, other) = (["sfu-a", "sfu-b"][on], ["sfu-a", "sfu-b"][1 - on]);
+    let (_, v) = admin(&s, "GET", "/admin/calls", &token, "");
+    let listed = v["calls"].as_array().expect("calls");
+    assert_eq!(listed.len(), 1, "{v}");
+    assert_eq!(
+        (listed[0]["call"].as_str(), listed[0]["node"].as_str()),
+        (Some(call.as_str()), Some(id)),
+        "{v}"
+    );
+    let members: Vec<&str> = listed[0]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["status"].as_str())
+        .collect();
+    assert_eq!(members, ["joined", "joined"], "{v}");
+    let (_, v) = admin(&s, "GET", "/admin/rooms", &token, "");
+    assert_eq!(v["rooms"], json!([{"room": call, "node": id}]), "{v}");
+
+    // Bad requests are named; an unknown node is not found.
+    let (status, v) = admin(
+        &s,
+        "POST",
+        &format!("/admin/nodes/{id}/drain"),
+        &token,
+        r#"{"deadline_secs": -3}"#,
+    );
+    assert_eq!((status, v["error"].as_str()), (400, Some("bad_request")), "{v}");
+    let (status, v) = admin(&s, "POST", "/admin/nodes/sfu-z/drain", &token, "");
+    assert_eq!((status, v["error"].as_str()), (404, Some("no_such_node")), "{v}");
+
+    // Drain the call's node with a 1 s deadline: it goes draining, new rooms go elsewhere, and the call moves.
+    let (status, v) = admin(
+        &s,
+        "POST",
+        &format!("/admin/nodes/{id}/drain"),
+        &token,
+        r#"{"deadline_secs": 1}"#,
+    );
+    assert_eq!(status, 202, "{v}");
+    wait_state(&s, &token, id, "draining");
+    let (mut carol, mut dave) = (phone(&s, "carol"), phone(&s, "dave"));
+    let (jc, _) = answered_call(&mut carol, &mut dave);
+    assert_eq!(
+        room_addr(&jc),
+        nodes[1 - on].http_addr(),
+        "a draining node takes no new room"
+    );
+    for p in [&mut alice, &mut bob] {
+        let m = p.wait("move");
+        assert_eq!(
+            (m["reason"].as_str(), room_addr(&m)),
+            (Some("node_drained"), nodes[1 - on].http_addr()),
+            "{m}"
+        );
+    }
+    let (_, v) = admin(&s, "GET", "/admin/rooms", &token, "");
+    let rooms = v["rooms"].as_array().expect("rooms");
+    assert!(
+        rooms.iter().all(|r| r["node"] == other),
+        "every room on {other} now: {v}"
+    );
+
+    // Withdrawn, the node serves again; the process never stopped.
+    let (status, v) = admin(&s, "DELETE", &format!("/admin/nodes/{id}/drain"), &token, "");
+    assert_eq!((status, v["cancelled"].as_bool()), (200, Some(true)), "{v}");
+    wait_state(&s, &token, id, "serving");
+}

@@ -64,6 +64,7 @@ impl Heartbeat {
             },
             load,
             move_at_ms: move_at_ms.clone(),
+            requested: None,
             now: now_rx,
             every: Duration::from_millis(cfg.heartbeat_ms),
         };
@@ -115,12 +116,26 @@ struct Beat {
     load: LoadSource,
     /// 0 while serving; once draining, when the rooms move (Unix ms).
     move_at_ms: Arc<AtomicU64>,
+    /// An admin's drain request, read from Redis with the last heartbeat: when the rooms move.
+    requested: Option<u64>,
     /// A heartbeat wanted before the next tick (the node started draining).
     now: mpsc::Receiver<()>,
     every: Duration,
 }
 
 impl Beat {
+    /// Sends one heartbeat with the node's drain state: the earlier of its own drain (a signal) and an admin's.
+    async fn beat(&mut self) -> Result<Option<u64>, ClusterError> {
+        let own = Some(self.move_at_ms.load(Ordering::Relaxed)).filter(|&t| t > 0);
+        self.info.move_at_ms = own.into_iter().chain(self.requested).min().unwrap_or(0);
+        self.info.state = match self.info.move_at_ms {
+            0 => NodeState::Serving,
+            _ => NodeState::Draining,
+        };
+        self.info.sent_ms = hualu_common::clock::unix_now_ms();
+        self.registry.heartbeat(&self.info).await
+    }
+
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,18 +149,20 @@ impl Beat {
             }
             let now = Sample::now(&self.load);
             self.info.load = now.since(&last);
-            self.info.move_at_ms = self.move_at_ms.load(Ordering::Relaxed);
-            self.info.state = match self.info.move_at_ms {
-                0 => NodeState::Serving,
-                _ => NodeState::Draining,
-            };
-            self.info.sent_ms = hualu_common::clock::unix_now_ms();
             last = now;
-            let result = self.registry.heartbeat(&self.info).await;
+            let mut result = self.beat().await;
+            if let Ok(requested) = result {
+                if requested != self.requested {
+                    // An admin asked for a drain, or withdrew it: say so now, not a period later.
+                    tracing::info!(node = %self.info.id, ?requested, "admin drain request changed");
+                    self.requested = requested;
+                    result = self.beat().await;
+                }
+            }
             let label = if result.is_ok() { "ok" } else { "error" };
             metrics::counter!("hualu_cluster_heartbeats_total", "result" => label).increment(1);
             match result {
-                Ok(()) if !healthy => {
+                Ok(_) if !healthy => {
                     tracing::info!(node = %self.info.id, "heartbeats reach Redis again");
                     healthy = true;
                 }

@@ -5,6 +5,8 @@
 //!   own clock decides death: a key that expired is a dead node, whatever the nodes' clocks say.
 //! - `hualu:nodes`: the set of node ids that have registered; ids whose key expired are pruned as they are read.
 //! - `hualu:room:<room>`: the id of the node a room lives on. Set once, atomically, by [`Registry::place_room`].
+//! - `hualu:drain:<id>`: an admin's request that node `<id>` drain, with when its rooms move (unix ms). The
+//!   node reads it with each heartbeat; deleting it ends the drain.
 //! - `hualu:since`: when this Redis's data began (unix ms, set once): a Redis restarted empty has forgotten
 //!   every node, and a node missing from it is not dead until the nodes had a dead window to heartbeat again.
 //! - `hualu:media` (a pub/sub channel): SFU nodes' media reports ([`crate::media`]).
@@ -109,6 +111,10 @@ impl Registry {
         format!("{}:room:{room}", self.prefix)
     }
 
+    fn drain_key(&self, id: &str) -> String {
+        format!("{}:drain:{id}", self.prefix)
+    }
+
     fn since_key(&self) -> String {
         format!("{}:since", self.prefix)
     }
@@ -142,11 +148,12 @@ impl Registry {
         format!("{}:media", self.prefix)
     }
 
-    /// Writes a node's heartbeat, alive for `dead_after_ms` from now.
-    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<(), ClusterError> {
+    /// Writes a node's heartbeat, alive for `dead_after_ms` from now. Gives an admin's drain request for the
+    /// node, if there is one: when its rooms are to move (unix ms).
+    pub async fn heartbeat(&self, info: &NodeInfo) -> Result<Option<u64>, ClusterError> {
         let json = serde_json::to_string(info).unwrap_or_default();
         let ms = self.dead_after.as_millis() as u64;
-        redis::pipe()
+        let (drain,): (Option<u64>,) = redis::pipe()
             .atomic()
             .cmd("SET")
             .arg(self.node_key(&info.id))
@@ -156,9 +163,75 @@ impl Registry {
             .ignore()
             .sadd(self.nodes_key(), &info.id)
             .ignore()
+            .get(self.drain_key(&info.id))
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("heartbeat"))?;
+        Ok(drain)
+    }
+
+    /// Asks node `id` to drain, its rooms to move at `move_at_ms` (unix ms). The request lasts a day, or
+    /// until [`Registry::cancel_drain`]; a node that restarts within it drains again.
+    pub async fn request_drain(&self, id: &str, move_at_ms: u64) -> Result<(), ClusterError> {
+        let day = 86_400_000u64;
+        redis::cmd("SET")
+            .arg(self.drain_key(id))
+            .arg(move_at_ms)
+            .arg("PX")
+            .arg(day)
             .exec_async(&mut self.con.clone())
             .await
-            .map_err(failed("heartbeat"))
+            .map_err(failed("request a drain"))
+    }
+
+    /// Withdraws an admin's drain request for node `id`; whether there was one.
+    pub async fn cancel_drain(&self, id: &str) -> Result<bool, ClusterError> {
+        let n: u64 = self
+            .con
+            .clone()
+            .del(self.drain_key(id))
+            .await
+            .map_err(failed("cancel a drain"))?;
+        Ok(n > 0)
+    }
+
+    /// Every placed room and its node, by room id, read with `SCAN` (not `KEYS`, which blocks Redis).
+    pub async fn rooms(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let mut con = self.con.clone();
+        let prefix = self.room_key("");
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{prefix}*"))
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut con)
+                .await
+                .map_err(failed("list rooms"))?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        keys.sort();
+        keys.dedup();
+        let nodes: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut con)
+            .await
+            .map_err(failed("read rooms"))?;
+        Ok(keys
+            .into_iter()
+            .zip(nodes)
+            .filter_map(|(k, n)| Some((k.strip_prefix(&prefix)?.to_string(), n?)))
+            .collect())
     }
 
     /// Removes a node at once (a clean stop), rather than waiting for its heartbeat to expire.

@@ -56,6 +56,9 @@ pub struct Grants {
     /// May subscribe to tracks.
     #[serde(default)]
     pub subscribe: bool,
+    /// May use the admin API (`/admin/...`): list nodes, rooms and calls, drain a node.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
 }
 
 impl Claims {
@@ -244,6 +247,7 @@ mod tests {
             room: Some("standup".into()),
             publish: true,
             subscribe: true,
+            admin: false,
         };
         c
     }

@@ -86,7 +86,15 @@ impl SfuServer {
             room: Some(room.into()),
             publish: true,
             subscribe: true,
+            admin: false,
         };
+        token::mint(API_SECRET, &claims).expect("mint")
+    }
+
+    /// A token with the admin grant (the admin API), valid for an hour.
+    pub fn admin_token(&self) -> String {
+        let mut claims = Claims::new(API_KEY, "ops", hualu_common::clock::unix_now(), 3600);
+        claims.grants.admin = true;
         token::mint(API_SECRET, &claims).expect("mint")
     }
 

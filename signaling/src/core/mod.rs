@@ -237,6 +237,11 @@ impl Switchboard {
         self.calls.get(id)
     }
 
+    /// Every live call, for inspection.
+    pub fn calls(&self) -> impl Iterator<Item = &Call> {
+        self.calls.values()
+    }
+
     /// How many calls are live.
     pub fn call_count(&self) -> usize {
         self.calls.len()

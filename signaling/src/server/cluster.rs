@@ -85,6 +85,7 @@ struct Shared {
     registry: Registry,
     selector: SelectorKind,
     region: String,
+    drain_deadline_secs: u64,
     view: Mutex<View>,
     rooms: Mutex<HashMap<String, Room>>,
     moves: mpsc::UnboundedSender<Moved>,
@@ -108,6 +109,7 @@ impl ClusterPlacement {
             registry: Registry::connect(cfg)?,
             selector: cfg.selector,
             region: cfg.region.clone(),
+            drain_deadline_secs: cfg.drain_deadline_secs,
             view: Mutex::new(View::default()),
             rooms: Mutex::new(HashMap::new()),
             moves,
@@ -119,6 +121,16 @@ impl ClusterPlacement {
     /// The Redis handle it places with.
     pub fn registry(&self) -> Registry {
         self.shared.registry.clone()
+    }
+
+    /// The node the room of call `call` is on, as this signaling node placed it.
+    pub fn node_of(&self, call: &str) -> Option<String> {
+        self.shared.rooms().get(call).map(|r| r.node.clone())
+    }
+
+    /// `cluster.drain_deadline_secs`: an admin drain's default deadline.
+    pub fn drain_deadline_secs(&self) -> u64 {
+        self.shared.drain_deadline_secs
     }
 
     /// Whether `node` is where `room` lives now: reports from a room's old node, after a move, are stale.

@@ -57,6 +57,8 @@ pub enum ToHub {
         call: crate::core::CallId,
         reason: &'static str,
     },
+    /// The live calls, as the admin API shows them.
+    Calls { reply: oneshot::Sender<Vec<Value>> },
 }
 
 /// A socket's session.
@@ -171,6 +173,10 @@ impl Hub {
                 self.sb.media(&crate::core::CallId(call), &user, flowing, now);
             }
             ToHub::Moved { call, reason } => self.moved(&call, reason),
+            ToHub::Calls { reply } => {
+                let calls = self.sb.calls().map(|c| call_view(c, now)).collect();
+                let _ = reply.send(calls);
+            }
             ToHub::Detach { session, generation } => {
                 let Some(s) = self.sessions.get_mut(&session).filter(|s| s.generation == generation) else {
                     return;
@@ -379,4 +385,34 @@ fn command_name(c: &Command) -> &'static str {
         Command::Settings { .. } => "settings",
         Command::Watch(_) => "watch",
     }
+}
+
+/// A call as the admin API lists it: `{"call", "caller", "media", "phase", "age_s", "members": [...]}`.
+fn call_view(c: &crate::core::Call, now: Instant) -> Value {
+    use crate::core::Status;
+    let members: Vec<Value> = c
+        .members
+        .iter()
+        .map(|(user, m)| match &m.status {
+            Status::Ringing { devices, .. } => json!({"user": user, "status": "ringing", "devices": devices}),
+            Status::Joined { device, lost } => {
+                json!({"user": user, "status": "joined", "device": device, "connection_lost": lost.is_some()})
+            }
+            Status::Gone(reason) => json!({"user": user, "status": "gone", "reason": reason}),
+        })
+        .collect();
+    let phase = match c.phase {
+        crate::core::Phase::Ringing => "ringing",
+        crate::core::Phase::Connecting => "connecting",
+        crate::core::Phase::Active => "active",
+    };
+    json!({
+        "call": c.id,
+        "caller": c.caller,
+        "media": c.media,
+        "phase": phase,
+        "age_s": now.saturating_duration_since(c.created).as_secs(),
+        "answered_s": c.answered.map(|a| now.saturating_duration_since(a).as_secs()),
+        "members": members,
+    })
 }

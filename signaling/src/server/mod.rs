@@ -1,6 +1,7 @@
 //! Call control over WebSocket (`GET /ws`, docs/protocol.md): the sockets, the hub that owns the
 //! switchboard, and where answered calls are placed.
 
+mod admin;
 pub mod cluster;
 mod hub;
 mod limit;
@@ -31,6 +32,8 @@ pub struct State {
     max_message: usize,
     /// The API key and secret that sign refreshed tokens.
     key: (String, String),
+    /// The cluster, in cluster mode: the admin API lists and drains its nodes.
+    cluster: Option<Arc<cluster::ClusterPlacement>>,
 }
 
 /// `GET /dev/token?user=U&device=D` (dev mode only): a day-long token for that user and device.
@@ -167,7 +170,7 @@ pub fn start(
         hooks,
     );
     let control = CallControl { hub: hub.clone() };
-    if let Some(c) = cluster {
+    if let Some(c) = cluster.clone() {
         follow_cluster(c, control.clone(), moved);
     }
     let state = Arc::new(State {
@@ -176,8 +179,9 @@ pub fn start(
         limiter: limit::Limiter::new(s.user_rate, s.user_burst, s.ip_rate, s.ip_burst),
         max_message: s.max_message_bytes,
         key,
+        cluster,
     });
-    let mut routes = Router::new().route("/ws", get(ws::upgrade));
+    let mut routes = Router::new().route("/ws", get(ws::upgrade)).merge(admin::routes());
     if config.dev {
         // Dev mode only: the demo page signs in by name. Never on otherwise.
         routes = routes.route("/dev/token", get(dev_token));

@@ -58,6 +58,7 @@ impl LocalSfu {
             room: Some(call.0.clone()),
             publish: true,
             subscribe: true,
+            admin: false,
         };
         let token = token::mint(&self.key.1, &claims).map_err(|e| PlaceError::Token(e.to_string()))?;
         let ice_servers = self.turn.as_ref().map_or(json!([]), |t| t.ice_servers(&device.user));

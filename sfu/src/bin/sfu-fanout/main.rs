@@ -222,6 +222,7 @@ fn token_for(identity: &str, room: &str) -> String {
         room: Some(room.into()),
         publish: true,
         subscribe: true,
+        admin: false,
     };
     token::mint(SECRET, &claims).expect("mint a token")
 }
