@@ -378,16 +378,17 @@ export class Call extends Emitter {
       case 'join': return this.join(m).catch((err) => this.fail(err));
       case 'move': return this.move(m).catch((err) => this.fail(err));
       case 'active':
-        this.setState(this.room && this.room.reconnecting ? 'reconnecting' : 'active');
+        this.setState(this.moving || (this.room && this.room.reconnecting) ? 'reconnecting' : 'active');
         return this.emit('active', {});
       case 'ended': return this.finish(m.reason);
       default: return undefined;
     }
   }
 
-  // The call's room is ready on an SFU: capture, then join it.
+  // The call's room is ready on an SFU: capture, then join it (or the room a `move` named meanwhile).
   async join(m) {
     if (this.room) return;
+    if (this.joinInfo) { this.joinInfo = m; return; } // capturing already: the latest room wins
     this.joinInfo = m;
     this.setState('connecting');
     const o = this.client.opts;
@@ -395,32 +396,46 @@ export class Call extends Emitter {
       audio: o.media.audio, video: this.video ? o.media.video : false });
     if (this.state === 'ended') { this.stopLocal(); return; }
     this.cameraOn = this.video;
-    await this.enter(m);
+    await this.enter(this.joinInfo);
     this.statsTimer = setInterval(() => this.readQuality(), o.statsIntervalMs);
   }
 
-  // Joins the room `m` names with the local tracks captured already.
+  // Joins the room `m` names with the local tracks captured already. When a `move` (or the call's end) replaces
+  // the room before it has joined, its failure to join is not the call's.
   async enter(m) {
     const o = this.client.opts;
-    this.room = new Room({ url: m.sfu_url, token: m.token, iceServers: m.ice_servers || [],
+    const room = new Room({ url: m.sfu_url, token: m.token, iceServers: m.ice_servers || [],
       rtcConfig: { ...o.rtcConfig }, simulcastMinWidth: o.simulcastMinWidth,
       emit: (type, data) => this.onRoom(type, data) });
-    await this.room.join(this.localStream);
-    if (this.audioMuted) this.room.setMuted('audio', true);
-    if (this.video && !this.cameraOn) this.room.setMuted('video', true);
+    this.room = room;
+    try {
+      await room.join(this.localStream);
+    } catch (err) {
+      if (this.room !== room || this.state === 'ended') return;
+      throw err;
+    }
+    if (this.room !== room) return;
+    if (this.audioMuted) room.setMuted('audio', true);
+    if (this.video && !this.cameraOn) room.setMuted('video', true);
   }
 
   // Call control moved the call's room to another SFU node (its node is draining or died): leave the old
   // room without ending the call, and join the new one with the same microphone and camera. The call is
   // `reconnecting` until media flows on the new node.
   async move(m) {
-    if (!this.room || this.state === 'ended') return;
+    if (this.state === 'ended' || !this.joinInfo) return;
+    if (!this.room) {
+      // Still capturing for the first room: join() goes to this one instead.
+      this.joinInfo = m;
+      return;
+    }
     const old = this.room;
     old.o.emit = () => {}; // what the old room says from now on (its socket closing, say) is not the call's
     for (const p of old.participants.values()) this.emit('participant_left', { participant: p });
     old.close();
     this.joinInfo = m;
-    this.moving = { since: performance.now() };
+    // A move that follows another before it connected: the gap counts from the first.
+    this.moving = this.moving || { since: performance.now() };
     this.setState('reconnecting');
     this.emit('reconnecting', { cause: 'moved', reason: m.reason });
     await this.enter(m);
