@@ -235,14 +235,14 @@ fn a_draining_node_keeps_its_calls_until_the_deadline_then_they_move_and_it_exit
 
     nodes[x].terminate();
     let drained = Instant::now();
-    // The drain is heard within a heartbeat: a new call goes to the other node.
-    sleep(Duration::from_millis(600));
+    // Once call control sees the node draining, a new call goes to the other node.
+    wait_state(&s, &s.admin_token(), ["sfu-a", "sfu-b"][x], "draining");
     let (mut carol, mut dave) = (phone(&s, "carol"), phone(&s, "dave"));
     let (jc, _) = answered_call(&mut carol, &mut dave);
     assert_eq!(room_addr(&jc), other, "a draining node takes no new room");
     // Until the 2 s deadline, the call goes on where it is.
     let before = (frames(&a), frames(&b));
-    run_until(&mut [&mut a, &mut b], Duration::from_millis(800), |_| false);
+    run_until(&mut [&mut a, &mut b], Duration::from_millis(500), |_| false);
     assert!(
         frames(&a) > before.0 + 10 && frames(&b) > before.1 + 10,
         "media flows on the draining node before its deadline"

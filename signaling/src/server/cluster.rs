@@ -1,7 +1,8 @@
 //! Rooms on the cluster's SFU nodes. The live nodes are read from Redis twice per heartbeat period into a local
 //! view, so that placing a room never waits on Redis. A node's heartbeat counts a room only once its clients have
-//! joined it, seconds after the placement; until [`SETTLE`] has passed, each room placed here is added to its
-//! node's load, so that a burst of calls spreads rather than piling onto the node that was lightest a moment ago.
+//! joined it, a second or two after the placement; until the node sends a heartbeat that includes it, each room
+//! placed here is added to its node's load, so that a burst of calls spreads rather than piling onto the node
+//! that was lightest a moment ago.
 //! The room-to-node record is then written to Redis atomically ([`Registry::place_room`]).
 //!
 //! Each read also checks where this node's rooms are: a room whose node died (its heartbeat expired, or it
@@ -21,9 +22,12 @@ use tokio::sync::mpsc;
 /// Participants a new call's room is placed for: a 1:1 call, the common case. A group grows on its node.
 const ROOM_SIZE: u64 = 2;
 
-/// How long a placed room counts on its node before the node's own heartbeat is trusted to include it: the
-/// clients' join and ICE, plus a heartbeat period.
+/// The longest a placed room counts on its node, whatever the node's heartbeats say.
 pub const SETTLE: Duration = Duration::from_secs(5);
+/// How long after its placement a room's clients have joined it and the node's shards have published their
+/// counts (once a second), so that a heartbeat the node sent later counts the room itself: a placed room counts
+/// on its node only until such a heartbeat arrives (and at most [`SETTLE`]), not on top of it.
+const JOINED_WITHIN_MS: u64 = 2500;
 
 /// A call whose room moved to another node: its devices must join it there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,22 +42,25 @@ pub struct Moved {
 #[derive(Default)]
 struct View {
     nodes: Vec<NodeInfo>,
-    placed: VecDeque<(Instant, String)>,
+    /// When each room was placed (monotonic, and unix ms to compare with heartbeats' `sent_ms`), and where.
+    placed: VecDeque<(Instant, u64, String)>,
 }
 
 impl View {
-    /// The nodes with the rooms placed within [`SETTLE`] of `now` added to their load.
+    /// The nodes with the rooms placed here that their heartbeats do not count yet added to their load.
     fn settled(&mut self, now: Instant) -> Vec<NodeInfo> {
         while self
             .placed
             .front()
-            .is_some_and(|(at, _)| now.duration_since(*at) > SETTLE)
+            .is_some_and(|(at, _, _)| now.duration_since(*at) > SETTLE)
         {
             self.placed.pop_front();
         }
         let mut nodes = self.nodes.clone();
-        for (_, id) in &self.placed {
-            if let Some(n) = nodes.iter_mut().find(|n| &n.id == id) {
+        for (_, at_ms, id) in &self.placed {
+            // Not yet in a heartbeat sent after its clients joined: add it.
+            let pending = |n: &NodeInfo| n.sent_ms < at_ms + JOINED_WITHIN_MS;
+            if let Some(n) = nodes.iter_mut().find(|n| &n.id == id).filter(|n| pending(n)) {
                 n.load.participants += ROOM_SIZE;
                 n.load.rooms += 1;
             }
@@ -150,7 +157,8 @@ impl Shared {
         let nodes = view.settled(now);
         let picked = choose(self.selector, &nodes, ROOM_SIZE, &self.region, &mut rand::rng());
         let node = nodes[picked.map_err(|e| PlaceError::NoNode(e.to_string()))?].clone();
-        view.placed.push_back((now, node.id.clone()));
+        view.placed
+            .push_back((now, hualu_common::clock::unix_now_ms(), node.id.clone()));
         Ok(node)
     }
 
