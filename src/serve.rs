@@ -224,7 +224,13 @@ fn join_cluster(config: &Config, node: Arc<Node>, api: std::net::SocketAddr) -> 
         url => url.to_string(),
     };
     let who = Identity { id, url };
-    let beat = Heartbeat::start(c, who.clone(), Box::new(move || node.load())).context("joining the cluster")?;
+    let load = node.clone();
+    let beat = Heartbeat::start(c, who.clone(), Box::new(move || load.load())).context("joining the cluster")?;
+    // A call that ended, or whose room moved away, has its room closed here: its participants get `left`.
+    beat.follow_closes(move |room| {
+        tracing::debug!(%room, "call control closed the room");
+        node.close_room(room);
+    });
     Ok((beat, who))
 }
 

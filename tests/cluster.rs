@@ -448,3 +448,30 @@ fn the_admin_api_lists_nodes_rooms_and_calls_and_drains_a_node_on_request() {
     assert_eq!((status, v["cancelled"].as_bool()), (200, Some(true)), "{v}");
     wait_state(&s, &token, id, "serving");
 }
+
+#[test]
+fn an_ended_calls_room_closes_on_its_node() {
+    let redis = Redis::start("close");
+    let _nodes = [sfu_node(&redis, "sfu-a"), sfu_node(&redis, "sfu-b")];
+    let s = signaling(&redis);
+    wait_nodes(&s, 2);
+    let (mut alice, mut bob) = (phone(&s, "alice"), phone(&s, "bob"));
+    let (ja, jb) = answered_call(&mut alice, &mut bob);
+    let (mut a, mut b) = join_media(&ja, &jb);
+    assert!(hear_each_other(&mut a, &mut b), "media before the hangup");
+    let call = ja["call"].as_str().expect("a call id");
+    let r = alice.request(json!({"type": "hangup", "key": "bye", "call": call}));
+    assert_eq!(r["type"], "reply", "{r}");
+    // Both stay in the room; its node closes it on call control's order through Redis.
+    let closed = run_until(&mut [&mut a, &mut b], Duration::from_secs(5), |cs| {
+        cs.iter()
+            .all(|c| c.of_type("left").iter().any(|m| m["reason"] == "the call ended"))
+    });
+    assert!(
+        closed,
+        "alice saw {:?}, bob {:?}\n{}",
+        a.of_type("left"),
+        b.of_type("left"),
+        s.log_tail(20)
+    );
+}

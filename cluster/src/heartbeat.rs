@@ -26,6 +26,10 @@ pub struct Identity {
 /// A running heartbeat. [`Heartbeat::stop`] removes the node from the cluster at once.
 pub struct Heartbeat {
     media: MediaSink,
+    /// The heartbeat thread's runtime, for the node's other Redis work.
+    runtime: tokio::runtime::Handle,
+    registry: Registry,
+    id: String,
     beat_now: mpsc::Sender<()>,
     /// 0 while serving; once draining, when the rooms move (Unix ms).
     move_at_ms: Arc<AtomicU64>,
@@ -49,6 +53,8 @@ impl Heartbeat {
         let (media, reports) = MediaSink::new(who.id.clone());
         let (beat_now, now_rx) = mpsc::channel(1);
         let publisher = registry.clone();
+        let handle = runtime.handle().clone();
+        let (own_registry, id) = (registry.clone(), who.id.clone());
         let beat = Beat {
             registry,
             info: NodeInfo {
@@ -79,6 +85,9 @@ impl Heartbeat {
             .map_err(|e| ClusterError::Runtime(e.to_string()))?;
         Ok(Self {
             media,
+            runtime: handle,
+            registry: own_registry,
+            id,
             beat_now,
             move_at_ms,
             stop: Some(tx),
@@ -89,6 +98,13 @@ impl Heartbeat {
     /// Where the node's media reports go: published to Redis from the heartbeat's thread.
     pub fn media(&self) -> MediaSink {
         self.media.clone()
+    }
+
+    /// Calls `close` with each room call control orders this node to close (its call ended, or it moved away),
+    /// from the heartbeat's thread.
+    pub fn follow_closes(&self, close: impl Fn(&str) + Send + Sync + 'static) {
+        let (registry, id) = (self.registry.clone(), self.id.clone());
+        self.runtime.spawn(crate::media::follow_closes(registry, id, close));
     }
 
     /// From the next heartbeat on, the node says it is draining: it gets no new rooms, and after `deadline` call

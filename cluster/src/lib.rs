@@ -9,7 +9,7 @@ pub mod registry;
 pub mod select;
 
 pub use heartbeat::{Heartbeat, Identity, LoadSource};
-pub use media::{MediaEvent, MediaSink};
+pub use media::{MediaEvent, MediaSink, RoomClose};
 pub use node::{Load, NodeInfo, NodeState};
 pub use registry::{ClusterError, Registry};
 pub use select::{choose, NoNode};

@@ -2,6 +2,9 @@
 //! dies, as the in-process SFU does in `hualu up`. Reports go over Redis pub/sub on `<prefix>:media`. Pub/sub
 //! keeps nothing: a report published while no signaling node listens is gone, and the next change of that
 //! participant's media corrects the call's state.
+//!
+//! The other way, call control tells a node to close a room whose call ended (or that moved away) on
+//! `<prefix>:rooms`; a close that is lost leaves the room to end when its participants leave or time out.
 
 use crate::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -18,6 +21,15 @@ pub struct MediaEvent {
     /// Whether media flows now.
     pub flowing: bool,
     /// The SFU node that saw it (`cluster.node_id`): once a room has moved, its old node's reports are stale.
+    pub node: String,
+}
+
+/// Call control's order to close a room on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomClose {
+    /// The room.
+    pub close: String,
+    /// The node it is to close on (`cluster.node_id`).
     pub node: String,
 }
 
@@ -72,24 +84,52 @@ pub(crate) async fn publish(registry: Registry, mut rx: mpsc::Receiver<MediaEven
 /// Calls `on` with every report any node publishes, for ever: the subscription is opened again, after a short
 /// pause, whenever it fails or Redis goes away. Must run inside a tokio runtime.
 pub async fn follow(registry: Registry, on: impl Fn(MediaEvent)) {
+    follow_channel(&registry, Channel::Media, on).await
+}
+
+/// Calls `on` with each room call control orders node `node` to close, for ever (reopening as [`follow`]).
+pub async fn follow_closes(registry: Registry, node: String, on: impl Fn(&str)) {
+    follow_channel(&registry, Channel::Rooms, |c: RoomClose| {
+        if c.node == node {
+            on(&c.close);
+        }
+    })
+    .await
+}
+
+#[derive(Clone, Copy)]
+enum Channel {
+    Media,
+    Rooms,
+}
+
+async fn follow_channel<T: serde::de::DeserializeOwned>(registry: &Registry, channel: Channel, on: impl Fn(T)) {
     use futures_util::StreamExt as _;
+    let what = match channel {
+        Channel::Media => "the SFU nodes' media reports",
+        Channel::Rooms => "call control's room orders",
+    };
     let mut healthy = true;
     loop {
-        match registry.media_subscription().await {
+        let subscription = match channel {
+            Channel::Media => registry.media_subscription().await,
+            Channel::Rooms => registry.rooms_subscription().await,
+        };
+        match subscription {
             Ok(mut pubsub) => {
-                tracing::info!("following the SFU nodes' media reports");
+                tracing::info!("following {what}");
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
-                    match serde_json::from_slice::<MediaEvent>(msg.get_payload_bytes()) {
+                    match serde_json::from_slice::<T>(msg.get_payload_bytes()) {
                         Ok(e) => on(e),
-                        Err(err) => tracing::warn!(error = %err, "a media report does not parse; skipped"),
+                        Err(err) => tracing::warn!(error = %err, "a message in {what} does not parse; skipped"),
                     }
                 }
-                tracing::warn!("the media-report subscription closed; reopening");
+                tracing::warn!("the subscription to {what} closed; reopening");
                 healthy = true;
             }
             Err(e) if healthy => {
-                tracing::warn!(error = %e, "cannot follow media reports; retrying");
+                tracing::warn!(error = %e, "cannot follow {what}; retrying");
                 healthy = false;
             }
             Err(_) => {}

@@ -9,6 +9,8 @@
 //!   node reads it with each heartbeat; deleting it ends the drain.
 //! - `hualu:since`: when this Redis's data began (unix ms, set once): a Redis restarted empty has forgotten
 //!   every node, and a node missing from it is not dead until the nodes had a dead window to heartbeat again.
+//! - `hualu:rooms` (a pub/sub channel): call control's orders to SFU nodes, `{"close": room, "node": id}` when
+//!   a call ends or its room moved away ([`crate::media::RoomClose`]).
 //! - `hualu:media` (a pub/sub channel): SFU nodes' media reports ([`crate::media`]).
 
 use crate::media::MediaEvent;
@@ -142,6 +144,10 @@ impl Registry {
     /// that restarted empty.
     pub async fn absence_is_death(&self) -> Result<bool, ClusterError> {
         Ok(self.remembered_for().await? >= self.dead_after)
+    }
+
+    fn rooms_channel(&self) -> String {
+        format!("{}:rooms", self.prefix)
     }
 
     fn media_channel(&self) -> String {
@@ -337,16 +343,37 @@ impl Registry {
 
     /// A connection of its own (pub/sub takes it over), subscribed to the media reports.
     pub async fn media_subscription(&self) -> Result<redis::aio::PubSub, ClusterError> {
+        self.subscribe(self.media_channel()).await
+    }
+
+    /// Orders node `node` to close `room` (its call ended, or it moved away).
+    pub async fn publish_close(&self, close: &crate::media::RoomClose) -> Result<(), ClusterError> {
+        let json = serde_json::to_string(close).unwrap_or_default();
+        let _: u64 = self
+            .con
+            .clone()
+            .publish(self.rooms_channel(), json)
+            .await
+            .map_err(failed("publish a room's close"))?;
+        Ok(())
+    }
+
+    /// A connection of its own, subscribed to call control's orders to SFU nodes.
+    pub async fn rooms_subscription(&self) -> Result<redis::aio::PubSub, ClusterError> {
+        self.subscribe(self.rooms_channel()).await
+    }
+
+    async fn subscribe(&self, channel: String) -> Result<redis::aio::PubSub, ClusterError> {
         let connect = async {
             let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(self.media_channel()).await?;
+            pubsub.subscribe(channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(Duration::from_secs(1), connect).await {
-            Ok(r) => r.map_err(failed("subscribe to media reports")),
-            Err(_) => Err(failed("subscribe to media reports")(redis::RedisError::from(
-                std::io::Error::from(std::io::ErrorKind::TimedOut),
-            ))),
+            Ok(r) => r.map_err(failed("subscribe")),
+            Err(_) => Err(failed("subscribe")(redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            )))),
         }
     }
 }

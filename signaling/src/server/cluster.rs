@@ -29,6 +29,9 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 /// on its node only until such a heartbeat arrives (and at most [`SETTLE`]), not on top of it.
 const JOINED_WITHIN_MS: u64 = 2500;
 
+/// How long after a move the room's old node is told to close it, for any client still there.
+const CLOSE_AFTER_MOVE: Duration = Duration::from_secs(5);
+
 /// A call whose room moved to another node: its devices must join it there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
@@ -200,6 +203,10 @@ impl Shared {
                 if let Err(e) = registry.move_room(&room, &from, &to_id).await {
                     tracing::warn!(%room, error = %e, "the room's new node could not be recorded");
                 }
+                // The old node's copy of the room goes once its clients had time to leave by themselves (a
+                // close before they heard `move` would read to them as the call's end).
+                tokio::time::sleep(CLOSE_AFTER_MOVE).await;
+                order_close(&registry, room, from).await;
             });
             let _ = self.moves.send(Moved {
                 call: CallId(call),
@@ -207,6 +214,14 @@ impl Shared {
             });
         }
         metrics::gauge!("hualu_cluster_homeless_rooms").set(f64::from(homeless));
+    }
+}
+
+/// Tells `node` to close `room`; a lost order leaves the room to its participants' leaving or timing out.
+async fn order_close(registry: &Registry, room: String, node: String) {
+    let close = hualu_cluster::RoomClose { close: room, node };
+    if let Err(e) = registry.publish_close(&close).await {
+        tracing::warn!(room = %close.close, node = %close.node, error = %e, "could not tell the node to close the room");
     }
 }
 
@@ -270,11 +285,14 @@ impl Placement for ClusterPlacement {
     }
 
     fn close(&self, call: &CallId) {
-        self.shared.rooms().remove(&call.0);
+        let node = self.shared.rooms().remove(&call.0).map(|r| r.node);
         let (registry, room) = (self.shared.registry.clone(), call.0.clone());
         tokio::spawn(async move {
             if let Err(e) = registry.close_room(&room).await {
                 tracing::warn!(%room, error = %e, "the room's record stays until it expires");
+            }
+            if let Some(node) = node {
+                order_close(&registry, room, node).await;
             }
         });
     }
