@@ -21,5 +21,5 @@ fn every_example_scenario_loads_and_plans_calls() {
         names.push(s.name);
     }
     names.sort();
-    assert_eq!(names, ["3g", "capacity", "handover", "smoke"]);
+    assert_eq!(names, ["3g", "capacity", "cluster", "handover", "smoke"]);
 }
