@@ -21,19 +21,6 @@ fn cluster_toml(redis: &Redis, node: &str) -> String {
     )
 }
 
-/// `hualu-loadtest`, built beside `hualu` by a workspace build (built here when only this package was).
-fn harness() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_hualu")).with_file_name("hualu-loadtest");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "hualu-loadtest", "--bin", "hualu-loadtest"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building hualu-loadtest failed");
-    }
-    path
-}
-
 /// Starts the smoke scenario against signaling `s`: calls placed over 4 s, each held 16–18 s, so every call is
 /// up when a node goes at 7 s and still up after a 5 s drain deadline.
 fn start_harness(s: &SfuServer, out: &Path) -> Child {
@@ -47,7 +34,7 @@ fn start_harness(s: &SfuServer, out: &Path) -> Child {
         "arrival.hold={ dist = \"uniform\", min_s = 16.0, max_s = 18.0 }".into(),
         "thresholds.min_calls_answered=4".into(),
     ];
-    let mut cmd = Command::new(harness());
+    let mut cmd = Command::new(common::harness::binary());
     cmd.arg("run").arg(scenario).arg("--quiet").arg("--out").arg(out);
     for set in &sets {
         cmd.args(["--set", set]);

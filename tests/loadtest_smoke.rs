@@ -9,24 +9,10 @@ use common::sfu::{SfuServer, API_KEY, API_SECRET};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// `hualu-loadtest`, built beside `hualu` by a workspace build (built here when only this package was).
-fn harness() -> PathBuf {
-    let hualu = Path::new(env!("CARGO_BIN_EXE_hualu"));
-    let path = hualu.with_file_name("hualu-loadtest");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "hualu-loadtest", "--bin", "hualu-loadtest"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building hualu-loadtest failed");
-    }
-    path
-}
-
 /// Runs the smoke scenario against `s` with `sets`, its reports under `out`.
 fn run(s: &SfuServer, out: &Path, sets: &[&str]) -> Output {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/loadtest/smoke.toml");
-    let mut cmd = Command::new(harness());
+    let mut cmd = Command::new(common::harness::binary());
     cmd.arg("run").arg(scenario).arg("--quiet").arg("--out").arg(out);
     cmd.args(["--server-pid", &s.pid().to_string()]);
     let servers = [

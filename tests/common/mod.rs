@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+pub mod harness;
 pub mod hooks;
 pub mod http;
 pub mod phone;
