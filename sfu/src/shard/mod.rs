@@ -309,7 +309,12 @@ impl Shard {
         loop {
             match self.commands.try_recv() {
                 Ok(cmd) => self.command(cmd, now),
-                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Empty) => {
+                    // A join or leave counts at once: a draining node that just took a participant must not
+                    // read as empty and exit before its next once-a-second stats.
+                    self.publish_load();
+                    return;
+                }
                 Err(TryRecvError::Disconnected) => {
                     self.stopping = true;
                     return;
@@ -449,14 +454,19 @@ impl Shard {
         }
     }
 
-    fn publish_stats(&mut self) {
-        let shard = self.index.to_string();
-        let s = std::mem::take(&mut self.stats);
-        let label = [("shard", shard)];
+    /// The shard's rooms and participants, for the node's load (heartbeats, drain).
+    fn publish_load(&self) {
         self.load.rooms.store(self.sfu.room_count() as u64, Ordering::Relaxed);
         self.load
             .participants
             .store(self.sfu.peer_count() as u64, Ordering::Relaxed);
+    }
+
+    fn publish_stats(&mut self) {
+        let shard = self.index.to_string();
+        let s = std::mem::take(&mut self.stats);
+        let label = [("shard", shard)];
+        self.publish_load();
         self.load
             .packets
             .fetch_add(s.packets_in + s.packets_out, Ordering::Relaxed);

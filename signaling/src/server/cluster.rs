@@ -197,20 +197,22 @@ impl Shared {
             tracing::info!(%call, %from, to = %to.id, reason, "room moved");
             metrics::counter!("hualu_cluster_room_moves_total", "reason" => reason).increment(1);
             self.rooms().insert(call.clone(), Room::on(&to));
-            let registry = self.registry.clone();
+            let (registry, moves) = (self.registry.clone(), self.moves.clone());
             let (room, to_id) = (call.clone(), to.id.clone());
             tokio::spawn(async move {
+                // Recorded before the devices hear of it, so that what they are told is what the cluster lists;
+                // a failed record does not hold the move back.
                 if let Err(e) = registry.move_room(&room, &from, &to_id).await {
                     tracing::warn!(%room, error = %e, "the room's new node could not be recorded");
                 }
+                let _ = moves.send(Moved {
+                    call: CallId(room.clone()),
+                    reason,
+                });
                 // The old node's copy of the room goes once its clients had time to leave by themselves (a
                 // close before they heard `move` would read to them as the call's end).
                 tokio::time::sleep(CLOSE_AFTER_MOVE).await;
                 order_close(&registry, room, from).await;
-            });
-            let _ = self.moves.send(Moved {
-                call: CallId(call),
-                reason,
             });
         }
         metrics::gauge!("hualu_cluster_homeless_rooms").set(f64::from(homeless));
