@@ -1,11 +1,12 @@
 //! One call's state: who is in it, who is ringing, and how far it got.
 
 use super::events::{CallId, EndReason, LeaveReason, Media};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// How far a call got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     /// Placed, nobody answered yet.
     Ringing,
@@ -16,7 +17,7 @@ pub enum Phase {
 }
 
 /// One user's part in a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// Invited; these devices ring. The set may be empty (every device offline or ignoring) while the ring
     /// timeout runs.
@@ -24,6 +25,7 @@ pub enum Status {
         /// The devices that ring.
         devices: BTreeSet<String>,
         /// When the ring timeout ends.
+        #[serde(with = "super::clock::instant")]
         until: Instant,
         /// The user is in another call, and this rings as call waiting.
         waiting: bool,
@@ -35,6 +37,7 @@ pub enum Status {
         /// The device in the call.
         device: String,
         /// Since when its connection is lost, if it is.
+        #[serde(with = "super::clock::option_instant")]
         lost: Option<Instant>,
     },
     /// No longer part of it.
@@ -42,7 +45,7 @@ pub enum Status {
 }
 
 /// One member of a call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Member {
     /// Where it stands.
     pub status: Status,
@@ -66,7 +69,7 @@ impl Member {
 }
 
 /// A call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Call {
     /// Its id.
     pub id: CallId,
@@ -77,8 +80,10 @@ pub struct Call {
     /// How far it got.
     pub phase: Phase,
     /// When it was placed.
+    #[serde(with = "super::clock::instant")]
     pub created: Instant,
     /// When it was first answered.
+    #[serde(with = "super::clock::option_instant")]
     pub answered: Option<Instant>,
     /// Everyone invited, by user id. The caller is a member from the start.
     pub members: BTreeMap<String, Member>,

@@ -1,12 +1,12 @@
 //! What the switchboard tells devices, the app's backend and the media side. Events serialize to the JSON that
 //! clients receive (`docs/protocol.md`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A call's id. Ids are allocated in increasing order and compare as strings in that order, so glare can keep
 /// "the lesser call id".
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CallId(pub String);
 
@@ -24,7 +24,7 @@ impl fmt::Display for CallId {
 }
 
 /// One device of one user: where events go.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Device {
     /// The user's id.
     pub user: String,
@@ -43,7 +43,7 @@ impl Device {
 }
 
 /// Audio only, or audio and video.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Media {
     /// Audio only.
@@ -53,7 +53,7 @@ pub enum Media {
 }
 
 /// Why a call ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// The last participants hung up.
@@ -73,7 +73,7 @@ pub enum EndReason {
 }
 
 /// Why one participant left a call, or stopped being invited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
     /// It hung up.
@@ -91,7 +91,7 @@ pub enum LeaveReason {
 }
 
 /// An event for one device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A call rings this device.

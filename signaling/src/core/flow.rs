@@ -343,7 +343,7 @@ impl Switchboard {
     pub(super) fn decline(&mut self, from: &Device, id: &CallId, now: Instant) -> Result<Reply, CallError> {
         match self.status(id, &from.user)? {
             Status::Ringing { .. } => {}
-            Status::Joined { .. } => return Err(CallError::BadState("in the call already; hang up instead")),
+            Status::Joined { .. } => return Err(CallError::BadState(super::BAD_STATES[0])),
             Status::Gone(_) => return Err(CallError::NotInCall),
         }
         let event = Event::Declined {
@@ -369,7 +369,7 @@ impl Switchboard {
                 devices.remove(&from.device);
                 Ok(Reply::Done)
             }
-            Some(Status::Joined { .. }) => Err(CallError::BadState("in the call already")),
+            Some(Status::Joined { .. }) => Err(CallError::BadState(super::BAD_STATES[1])),
             _ => Err(CallError::NotInCall),
         }
     }
@@ -380,7 +380,7 @@ impl Switchboard {
             return Err(CallError::NotInCall);
         }
         if c.phase != Phase::Ringing {
-            return Err(CallError::BadState("the call was answered; hang up instead"));
+            return Err(CallError::BadState(super::BAD_STATES[2]));
         }
         self.end(id, EndReason::Cancelled, now);
         Ok(Reply::Done)

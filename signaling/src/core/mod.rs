@@ -13,12 +13,16 @@
 //! calls.
 
 mod call;
+pub mod clock;
 mod events;
 mod flow;
+mod shared;
 
 pub use call::{Call, Member, Phase, Status};
 pub use events::{CallId, Device, EndReason, Event, Hook, LeaveReason, Media, Output};
+pub use shared::{needs, Key, Op, Parts, TimerRec};
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -81,7 +85,7 @@ pub enum Command {
 }
 
 /// A command's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// The call the command placed or acted on.
     Call {
@@ -97,7 +101,7 @@ pub enum Reply {
 }
 
 /// Why a command was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 pub enum CallError {
     /// No such call, or it was forgotten.
     #[error("no such call")]
@@ -122,6 +126,50 @@ pub enum CallError {
     BadRequest(String),
 }
 
+/// The reasons [`CallError::BadState`] gives, so a remembered answer read back (cluster mode) has its own text.
+const BAD_STATES: [&str; 3] = [
+    "in the call already; hang up instead",
+    "in the call already",
+    "the call was answered; hang up instead",
+];
+
+/// A [`CallError`] as read back: its text owned.
+#[derive(Deserialize)]
+enum StoredError {
+    NoSuchCall,
+    Ended(EndReason),
+    NotInCall,
+    AnsweredElsewhere,
+    BadState(String),
+    AlreadyInCall,
+    BadRequest(String),
+}
+
+impl<'de> Deserialize<'de> for CallError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StoredError::deserialize(d).map(Into::into)
+    }
+}
+
+impl From<StoredError> for CallError {
+    fn from(e: StoredError) -> Self {
+        match e {
+            StoredError::NoSuchCall => CallError::NoSuchCall,
+            StoredError::Ended(r) => CallError::Ended(r),
+            StoredError::NotInCall => CallError::NotInCall,
+            StoredError::AnsweredElsewhere => CallError::AnsweredElsewhere,
+            StoredError::BadState(s) => CallError::BadState(
+                BAD_STATES
+                    .into_iter()
+                    .find(|b| *b == s)
+                    .unwrap_or("the command does not fit the call's state"),
+            ),
+            StoredError::AlreadyInCall => CallError::AlreadyInCall,
+            StoredError::BadRequest(s) => CallError::BadRequest(s),
+        }
+    }
+}
+
 impl CallError {
     /// The machine-readable code clients see.
     pub fn code(&self) -> &'static str {
@@ -138,13 +186,13 @@ impl CallError {
 }
 
 /// One device's connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct DeviceState {
     online: bool,
 }
 
 /// What the switchboard knows of one user.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct User {
     devices: BTreeMap<String, DeviceState>,
     call_waiting: bool,
