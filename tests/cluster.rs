@@ -31,6 +31,15 @@ fn signaling(redis: &Redis) -> SfuServer {
     SfuServer::start_with("signaling", &cluster_toml(redis, "signaling"))
 }
 
+/// A second (or third) signaling node on the same Redis: no state of its own.
+fn signaling_named(redis: &Redis, id: &str) -> SfuServer {
+    SfuServer::start_with("signaling", &cluster_toml(redis, id))
+}
+
+fn phone_on(s: &SfuServer, user: &str, device: &str) -> Phone {
+    Phone::connect(s.http_addr(), &s.user_token(user, device, 3600), "")
+}
+
 /// Waits until call control counts `n` live SFU nodes.
 fn wait_nodes(s: &SfuServer, n: usize) {
     let until = Instant::now() + Duration::from_secs(10);
@@ -474,4 +483,106 @@ fn an_ended_calls_room_closes_on_its_node() {
         b.of_type("left"),
         s.log_tail(20)
     );
+}
+
+#[test]
+fn calls_between_devices_on_two_signaling_nodes_ring_answer_connect_and_end() {
+    let redis = Redis::start("two-signaling");
+    let _nodes = [
+        sfu_node(&redis, "sfu-a"),
+        sfu_node(&redis, "sfu-b"),
+        sfu_node(&redis, "sfu-c"),
+    ];
+    let (s1, s2) = (signaling_named(&redis, "sig-1"), signaling_named(&redis, "sig-2"));
+    wait_nodes(&s1, 3);
+    wait_nodes(&s2, 3);
+
+    // Presence crosses nodes: alice on node 1 watches bob, who connects on node 2.
+    let mut alice = phone_on(&s1, "alice", "phone");
+    let r = alice.request(json!({"type": "watch", "users": ["bob"]}));
+    assert_eq!(r["type"], "reply", "{r}");
+    let mut bob = phone_on(&s2, "bob", "phone");
+    let p = alice.wait("presence");
+    assert_eq!(
+        (p["user"].as_str(), p["devices"].clone()),
+        (Some("bob"), json!(["phone"])),
+        "{p}"
+    );
+
+    // Alice (node 1) calls Bob (node 2): it rings there, the ringback comes back here, and the answer connects.
+    let (ja, jb) = answered_call(&mut alice, &mut bob);
+    assert_eq!(alice.wait("answered")["user"], "bob");
+    assert_eq!(ja["sfu_url"], jb["sfu_url"], "one room for both sides");
+    let (mut a, mut b) = join_media(&ja, &jb);
+    assert!(
+        hear_each_other(&mut a, &mut b),
+        "media across signaling nodes\n{}",
+        s1.log_tail(30)
+    );
+    for p in [&mut alice, &mut bob] {
+        assert!(
+            p.try_wait("active", Duration::from_secs(5)).is_some(),
+            "active\n{}",
+            s2.log_tail(30)
+        );
+    }
+    // Bob hangs up on node 2; Alice hears it on node 1.
+    let r = bob.request(json!({"type": "hangup", "key": "h1", "call": ja["room"]}));
+    assert_eq!(r["type"], "reply", "{r}");
+    assert_eq!(alice.wait("ended")["reason"], "hangup");
+    // A retried hangup (same key) on node 2 gets the same answer: the answer is remembered in Redis.
+    let again = bob.request(json!({"type": "hangup", "key": "h1", "call": ja["room"]}));
+    assert_eq!(again["type"], r["type"], "{again}");
+}
+
+/// The answer (a `reply` or an `error`) to the one request sent with `send_text`.
+fn answer(p: &mut Phone) -> Value {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        for t in ["reply", "error"] {
+            if let Some(v) = p.try_wait(t, Duration::from_millis(20)) {
+                return v;
+            }
+        }
+    }
+    panic!("no answer within 10 s");
+}
+
+#[test]
+fn the_first_accept_wins_and_glare_merges_across_signaling_nodes() {
+    let redis = Redis::start("races");
+    let _nodes = [sfu_node(&redis, "sfu-a"), sfu_node(&redis, "sfu-b")];
+    let (s1, s2) = (signaling_named(&redis, "sig-1"), signaling_named(&redis, "sig-2"));
+    wait_nodes(&s1, 2);
+
+    // Dave's phone is on node 1, his tablet on node 2; both answer Erin's call at once. One wins.
+    let mut erin = phone_on(&s1, "erin", "phone");
+    let mut phone = phone_on(&s1, "dave", "phone");
+    let mut tablet = phone_on(&s2, "dave", "tablet");
+    let r = erin.request(json!({"type": "invite", "key": "i", "to": ["dave"], "media": "audio"}));
+    let call = r["call"].as_str().expect("a call").to_string();
+    phone.wait("incoming");
+    tablet.wait("incoming");
+    let accept = json!({"type": "accept", "id": 1, "key": "a", "call": call});
+    phone.send_text(&accept.to_string());
+    tablet.send_text(&accept.to_string());
+    let (rp, rt) = (answer(&mut phone), answer(&mut tablet));
+    let errors: Vec<&Value> = [&rp, &rt].into_iter().filter(|r| r["type"] == "error").collect();
+    assert_eq!(errors.len(), 1, "exactly one accept loses: {rp} / {rt}");
+    assert_eq!(errors[0]["code"], "answered_elsewhere", "{}", errors[0]);
+    let winner = if rp["type"] == "reply" { &mut phone } else { &mut tablet };
+    winner.wait("join");
+    erin.wait("join");
+
+    // Frank (node 1) and Grace (node 2) call each other at once: one call, answered by the second invite.
+    let mut frank = phone_on(&s1, "frank", "phone");
+    let mut grace = phone_on(&s2, "grace", "phone");
+    frank.send_text(&json!({"type": "invite", "id": 1, "key": "g1", "to": ["grace"], "media": "audio"}).to_string());
+    grace.send_text(&json!({"type": "invite", "id": 1, "key": "g2", "to": ["frank"], "media": "audio"}).to_string());
+    let (rf, rg) = (answer(&mut frank), answer(&mut grace));
+    assert_eq!(rf["call"], rg["call"], "glare yields one call: {rf} / {rg}");
+    let merged = [&rf, &rg].iter().filter(|r| r["merged"] == true).count();
+    assert_eq!(merged, 1, "one invite answered the other's call: {rf} / {rg}");
+    let (jf, jg) = (frank.wait("join"), grace.wait("join"));
+    assert_eq!(jf["sfu_url"], jg["sfu_url"]);
 }

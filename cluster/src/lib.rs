@@ -2,12 +2,14 @@
 //! reads the live nodes and places each new room on one of them ([`select::choose`], [`Registry::place_room`]).
 //! Redis holds the state; no node trusts another's memory, and no consensus is built here.
 
+pub mod calls;
 pub mod heartbeat;
 pub mod media;
 pub mod node;
 pub mod registry;
 pub mod select;
 
+pub use calls::{CallStore, Commit, Committed, Routed};
 pub use heartbeat::{Heartbeat, Identity, LoadSource};
 pub use media::{MediaEvent, MediaSink, RoomClose};
 pub use node::{Load, NodeInfo, NodeState};

@@ -84,12 +84,14 @@ pub(crate) async fn publish(registry: Registry, mut rx: mpsc::Receiver<MediaEven
 /// Calls `on` with every report any node publishes, for ever: the subscription is opened again, after a short
 /// pause, whenever it fails or Redis goes away. Must run inside a tokio runtime.
 pub async fn follow(registry: Registry, on: impl Fn(MediaEvent)) {
-    follow_channel(&registry, Channel::Media, on).await
+    let channel = registry.media_channel();
+    follow_channel(&registry, channel, "the SFU nodes' media reports", on).await
 }
 
 /// Calls `on` with each room call control orders node `node` to close, for ever (reopening as [`follow`]).
 pub async fn follow_closes(registry: Registry, node: String, on: impl Fn(&str)) {
-    follow_channel(&registry, Channel::Rooms, |c: RoomClose| {
+    let channel = registry.rooms_channel();
+    follow_channel(&registry, channel, "call control's room orders", |c: RoomClose| {
         if c.node == node {
             on(&c.close);
         }
@@ -97,24 +99,18 @@ pub async fn follow_closes(registry: Registry, node: String, on: impl Fn(&str)) 
     .await
 }
 
-#[derive(Clone, Copy)]
-enum Channel {
-    Media,
-    Rooms,
-}
-
-async fn follow_channel<T: serde::de::DeserializeOwned>(registry: &Registry, channel: Channel, on: impl Fn(T)) {
+/// Calls `on` with each JSON message on pub/sub `channel` (`what` names it in logs), for ever (reopening as
+/// [`follow`]).
+pub(crate) async fn follow_channel<T: serde::de::DeserializeOwned>(
+    registry: &Registry,
+    channel: String,
+    what: &str,
+    on: impl Fn(T),
+) {
     use futures_util::StreamExt as _;
-    let what = match channel {
-        Channel::Media => "the SFU nodes' media reports",
-        Channel::Rooms => "call control's room orders",
-    };
     let mut healthy = true;
     loop {
-        let subscription = match channel {
-            Channel::Media => registry.media_subscription().await,
-            Channel::Rooms => registry.rooms_subscription().await,
-        };
+        let subscription = registry.subscribe(channel.clone()).await;
         match subscription {
             Ok(mut pubsub) => {
                 tracing::info!("following {what}");

@@ -101,6 +101,16 @@ impl Registry {
         })
     }
 
+    /// The key `name` under the cluster's prefix.
+    pub(crate) fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    /// The shared multiplexed connection.
+    pub(crate) fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
     fn node_key(&self, id: &str) -> String {
         format!("{}:node:{id}", self.prefix)
     }
@@ -146,11 +156,11 @@ impl Registry {
         Ok(self.remembered_for().await? >= self.dead_after)
     }
 
-    fn rooms_channel(&self) -> String {
+    pub(crate) fn rooms_channel(&self) -> String {
         format!("{}:rooms", self.prefix)
     }
 
-    fn media_channel(&self) -> String {
+    pub(crate) fn media_channel(&self) -> String {
         format!("{}:media", self.prefix)
     }
 
@@ -201,10 +211,9 @@ impl Registry {
         Ok(n > 0)
     }
 
-    /// Every placed room and its node, by room id, read with `SCAN` (not `KEYS`, which blocks Redis).
-    pub async fn rooms(&self) -> Result<Vec<(String, String)>, ClusterError> {
+    /// Every key starting with `prefix` (SCAN, so Redis is never blocked).
+    pub(crate) async fn keys_under(&self, prefix: &str) -> Result<Vec<String>, ClusterError> {
         let mut con = self.con.clone();
-        let prefix = self.room_key("");
         let mut keys: Vec<String> = Vec::new();
         let mut cursor = 0u64;
         loop {
@@ -216,13 +225,20 @@ impl Registry {
                 .arg(500)
                 .query_async(&mut con)
                 .await
-                .map_err(failed("list rooms"))?;
+                .map_err(failed("list keys"))?;
             keys.extend(batch);
             if next == 0 {
-                break;
+                return Ok(keys);
             }
             cursor = next;
         }
+    }
+
+    /// Every placed room and its node, by room id, read with `SCAN` (not `KEYS`, which blocks Redis).
+    pub async fn rooms(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        let prefix = self.room_key("");
+        let mut keys = self.keys_under(&prefix).await?;
+        let mut con = self.con.clone();
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -363,7 +379,7 @@ impl Registry {
         self.subscribe(self.rooms_channel()).await
     }
 
-    async fn subscribe(&self, channel: String) -> Result<redis::aio::PubSub, ClusterError> {
+    pub(crate) async fn subscribe(&self, channel: String) -> Result<redis::aio::PubSub, ClusterError> {
         let connect = async {
             let mut pubsub = self.client.get_async_pubsub().await?;
             pubsub.subscribe(channel).await?;

@@ -124,6 +124,9 @@ pub enum CallError {
     /// The command is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// Call state could not be read or written (cluster mode, Redis unreachable): nothing changed; retry.
+    #[error("call state is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// The reasons [`CallError::BadState`] gives, so a remembered answer read back (cluster mode) has its own text.
@@ -143,6 +146,7 @@ enum StoredError {
     BadState(String),
     AlreadyInCall,
     BadRequest(String),
+    Unavailable(String),
 }
 
 impl<'de> Deserialize<'de> for CallError {
@@ -166,6 +170,7 @@ impl From<StoredError> for CallError {
             ),
             StoredError::AlreadyInCall => CallError::AlreadyInCall,
             StoredError::BadRequest(s) => CallError::BadRequest(s),
+            StoredError::Unavailable(s) => CallError::Unavailable(s),
         }
     }
 }
@@ -181,6 +186,7 @@ impl CallError {
             CallError::BadState(_) => "bad_state",
             CallError::AlreadyInCall => "already_in_call",
             CallError::BadRequest(_) => "bad_request",
+            CallError::Unavailable(_) => "unavailable",
         }
     }
 }

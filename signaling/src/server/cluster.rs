@@ -29,6 +29,9 @@ pub const SETTLE: Duration = Duration::from_secs(5);
 /// on its node only until such a heartbeat arrives (and at most [`SETTLE`]), not on top of it.
 const JOINED_WITHIN_MS: u64 = 2500;
 
+/// How long a room another signaling node placed is remembered here after it was looked up.
+const LOCATED_FOR: Duration = Duration::from_secs(30);
+
 /// How long after a move the room's old node is told to close it, for any client still there.
 const CLOSE_AFTER_MOVE: Duration = Duration::from_secs(5);
 
@@ -79,6 +82,10 @@ struct Room {
     /// The node's start time when the room was placed: a node that restarted since has lost the room.
     started_ms: u64,
     url: String,
+    /// Placed by this signaling node, which follows it: moves it off a lost node, takes its media reports.
+    /// Otherwise looked up for a device here in a call another node placed, and forgotten a while later.
+    ours: bool,
+    at: Instant,
 }
 
 impl Room {
@@ -87,6 +94,8 @@ impl Room {
             node: n.id.clone(),
             started_ms: n.started_ms,
             url: n.url.clone(),
+            ours: true,
+            at: Instant::now(),
         }
     }
 }
@@ -145,7 +154,31 @@ impl ClusterPlacement {
 
     /// Whether `node` is where `room` lives now: reports from a room's old node, after a move, are stale.
     pub fn hosts(&self, room: &str, node: &str) -> bool {
-        self.shared.rooms().get(room).is_some_and(|r| r.node == node)
+        self.shared.rooms().get(room).is_some_and(|r| r.ours && r.node == node)
+    }
+
+    /// Learns where the room of `call` is, if another signaling node placed it (a device here joins it).
+    pub async fn locate(&self, call: &CallId) {
+        if self.shared.rooms().get(&call.0).is_some_and(|r| r.ours) {
+            return;
+        }
+        let node = match self.shared.registry.room_node(&call.0).await {
+            Ok(Some(node)) => node,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(%call, error = %e, "cannot look up the call's room");
+                return;
+            }
+        };
+        let view = self.shared.view.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = view.nodes.iter().find(|n| n.id == node).map(|n| Room {
+            ours: false,
+            ..Room::on(n)
+        });
+        drop(view);
+        if let Some(room) = room {
+            self.shared.rooms().insert(call.0.clone(), room);
+        }
     }
 }
 
@@ -173,6 +206,7 @@ impl Shared {
         let stranded: Vec<(String, String, &'static str)> = self
             .rooms()
             .iter()
+            .filter(|(_, room)| room.ours)
             .filter_map(|(call, room)| {
                 let reason = match nodes.iter().find(|n| n.id == room.node) {
                     None if !absence_is_death => return None,
@@ -202,8 +236,13 @@ impl Shared {
             tokio::spawn(async move {
                 // Recorded before the devices hear of it, so that what they are told is what the cluster lists;
                 // a failed record does not hold the move back.
-                if let Err(e) = registry.move_room(&room, &from, &to_id).await {
-                    tracing::warn!(%room, error = %e, "the room's new node could not be recorded");
+                match registry.move_room(&room, &from, &to_id).await {
+                    Ok(Some(on)) if on != to_id => {
+                        tracing::info!(%room, %on, "the room was moved already; its devices were told by that move");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%room, error = %e, "the room's new node could not be recorded"),
                 }
                 let _ = moves.send(Moved {
                     call: CallId(room.clone()),
@@ -242,6 +281,7 @@ async fn refresh(shared: Arc<Shared>, every: Duration) {
                 // A Redis that restarted empty has not heard every node again yet.
                 let absence_is_death = shared.registry.absence_is_death().await.unwrap_or(false);
                 shared.rehome(&nodes, absence_is_death);
+                shared.rooms().retain(|_, r| r.ours || r.at.elapsed() < LOCATED_FOR);
                 if !healthy {
                     tracing::info!("the cluster's nodes are readable again");
                     healthy = true;
@@ -290,6 +330,11 @@ impl Placement for ClusterPlacement {
         let node = self.shared.rooms().remove(&call.0).map(|r| r.node);
         let (registry, room) = (self.shared.registry.clone(), call.0.clone());
         tokio::spawn(async move {
+            // Another signaling node placed it: Redis knows where.
+            let node = match node {
+                Some(n) => Some(n),
+                None => registry.room_node(&room).await.ok().flatten(),
+            };
             if let Err(e) = registry.close_room(&room).await {
                 tracing::warn!(%room, error = %e, "the room's record stays until it expires");
             }

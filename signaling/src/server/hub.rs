@@ -3,9 +3,12 @@
 //! delivers what the request caused: events (numbered per session and kept for `resume`), webhooks, and
 //! rooms placed on the SFU.
 
+use super::cluster::ClusterPlacement;
 use super::placement::Placement;
 use super::protocol::{self, VERSION};
-use crate::core::{Command, Device, Hook, Limits, Output, Switchboard};
+use super::shared::SharedBoard;
+use crate::core::{CallError, Command, Device, Hook, Limits, Op, Output, Reply, Switchboard};
+use hualu_cluster::Routed;
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Where call events for the app's backend go (the webhook sender).
-pub trait HookSink: Send + 'static {
+pub trait HookSink: Send + Sync + 'static {
     /// Posts `data` as event `kind` (`call.invite`, ...).
     fn post(&self, kind: &str, data: Value);
 }
@@ -59,6 +62,8 @@ pub enum ToHub {
     },
     /// The live calls, as the admin API shows them.
     Calls { reply: oneshot::Sender<Vec<Value>> },
+    /// An event for a device, from another signaling node (cluster mode).
+    Routed(Routed),
 }
 
 /// A socket's session.
@@ -84,8 +89,28 @@ pub struct HubConfig {
     pub resume_events: usize,
 }
 
+/// Where the switchboard's state is: in this process, or in Redis shared by every signaling node.
+enum Board {
+    Local(Switchboard),
+    Shared(Shared),
+}
+
+/// Cluster mode: the shared switchboard, where rooms are, and the events for other nodes' devices.
+pub struct Shared {
+    pub board: SharedBoard,
+    pub cluster: Arc<ClusterPlacement>,
+    /// This node's name on the events channel.
+    pub node: String,
+    /// Events for devices not connected here, published in order by one task.
+    pub routed: mpsc::UnboundedSender<Routed>,
+}
+
 struct Hub {
-    sb: Switchboard,
+    board: Board,
+    /// What the operations asked of the world, not yet done.
+    pending: VecDeque<Output>,
+    /// Cluster mode: when to look for due timers next.
+    next_due: Instant,
     sessions: HashMap<String, Session>,
     by_device: HashMap<Device, String>,
     /// Detached sessions, in the order their grace ends.
@@ -100,10 +125,17 @@ pub fn start(
     config: HubConfig,
     placement: Arc<dyn Placement>,
     webhooks: Option<Box<dyn HookSink>>,
+    shared: Option<Shared>,
 ) -> mpsc::Sender<ToHub> {
     let (tx, rx) = mpsc::channel(4096);
+    let board = match shared {
+        Some(s) => Board::Shared(s),
+        None => Board::Local(Switchboard::new(config.limits, 0)),
+    };
     let hub = Hub {
-        sb: Switchboard::new(config.limits, 0),
+        board,
+        pending: VecDeque::new(),
+        next_due: Instant::now(),
         sessions: HashMap::new(),
         by_device: HashMap::new(),
         expiries: VecDeque::new(),
@@ -118,30 +150,74 @@ pub fn start(
 impl Hub {
     async fn run(mut self, mut rx: mpsc::Receiver<ToHub>) {
         loop {
-            let next = [self.sb.poll_timeout(), self.expiries.front().map(|e| e.0)]
-                .into_iter()
-                .flatten()
-                .min();
+            let timers = match &self.board {
+                Board::Local(sb) => sb.poll_timeout(),
+                Board::Shared(_) => Some(self.next_due),
+            };
+            let next = [timers, self.expiries.front().map(|e| e.0)].into_iter().flatten().min();
             let sleep = next.map_or(Duration::from_secs(3600), |t| {
                 t.saturating_duration_since(Instant::now())
             });
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(m) => self.handle(m, Instant::now()),
+                    Some(m) => self.handle(m, Instant::now()).await,
                     None => return,
                 },
                 _ = tokio::time::sleep(sleep) => {}
             }
             let now = Instant::now();
-            self.sb.handle_timeout(now);
-            self.expire(now);
-            self.dispatch();
+            self.timers(now).await;
+            self.expire(now).await;
+            self.dispatch().await;
             metrics::gauge!("hualu_signaling_sessions").set(self.sessions.len() as f64);
-            metrics::gauge!("hualu_signaling_calls").set(self.sb.call_count() as f64);
+            if let Board::Local(sb) = &self.board {
+                metrics::gauge!("hualu_signaling_calls").set(sb.call_count() as f64);
+            }
         }
     }
 
-    fn handle(&mut self, msg: ToHub, now: Instant) {
+    /// Runs `op`; what it asks of the world waits in `pending` for [`Hub::dispatch`].
+    async fn op(&mut self, op: Op, now: Instant) -> Option<Result<Reply, CallError>> {
+        match &mut self.board {
+            Board::Local(sb) => {
+                let reply = sb.apply(op, now);
+                self.pending.extend(std::iter::from_fn(|| sb.poll_output()));
+                reply
+            }
+            Board::Shared(s) => {
+                let done = s.board.run(op, now).await;
+                self.pending.extend(done.outputs);
+                done.reply
+            }
+        }
+    }
+
+    /// Runs the timers due at `now`.
+    async fn timers(&mut self, now: Instant) {
+        match &mut self.board {
+            Board::Local(sb) => {
+                sb.handle_timeout(now);
+                self.pending.extend(std::iter::from_fn(|| sb.poll_output()));
+            }
+            Board::Shared(s) if now >= self.next_due => {
+                self.next_due = now + s.board.tick();
+                match s.board.due(now).await {
+                    Ok(outputs) => self.pending.extend(outputs),
+                    Err(e) => tracing::debug!(error = %e, "cannot read due timers; retrying"),
+                }
+            }
+            Board::Shared(_) => {}
+        }
+    }
+
+    fn limits(&self) -> &Limits {
+        match &self.board {
+            Board::Local(sb) => sb.limits(),
+            Board::Shared(s) => s.board.limits(),
+        }
+    }
+
+    async fn handle(&mut self, msg: ToHub, now: Instant) {
         match msg {
             ToHub::Attach {
                 device,
@@ -149,7 +225,7 @@ impl Hub {
                 tx,
                 reply,
             } => {
-                let attached = self.attach(device, resume, tx, now);
+                let attached = self.attach(device, resume, tx, now).await;
                 let _ = reply.send(attached);
             }
             ToHub::Request {
@@ -164,18 +240,28 @@ impl Hub {
                 };
                 let device = s.device.clone();
                 let kind = command_name(&command);
-                let r = self.sb.command(&device, key.as_deref(), command, now);
+                let op = Op::Command {
+                    from: device,
+                    key,
+                    command,
+                };
+                let r = self.op(op, now).await.unwrap_or(Ok(Reply::Done));
                 let result = if r.is_ok() { "ok" } else { "error" };
                 metrics::counter!("hualu_signaling_commands_total", "command" => kind, "result" => result).increment(1);
                 self.send_now(&session, &protocol::reply(&id, &r));
             }
             ToHub::Media { call, user, flowing } => {
-                self.sb.media(&crate::core::CallId(call), &user, flowing, now);
+                let call = crate::core::CallId(call);
+                self.op(Op::Media { call, user, flowing }, now).await;
             }
-            ToHub::Moved { call, reason } => self.moved(&call, reason),
+            ToHub::Moved { call, reason } => self.moved(&call, reason).await,
             ToHub::Calls { reply } => {
-                let calls = self.sb.calls().map(|c| call_view(c, now)).collect();
+                let calls = self.calls().await.iter().map(|c| call_view(c, now)).collect();
                 let _ = reply.send(calls);
+            }
+            ToHub::Routed(r) => {
+                let device = Device::new(&r.user, &r.device);
+                self.deliver_here(&device, r.event);
             }
             ToHub::Detach { session, generation } => {
                 let Some(s) = self.sessions.get_mut(&session).filter(|s| s.generation == generation) else {
@@ -183,14 +269,14 @@ impl Hub {
                 };
                 s.tx = None;
                 let device = s.device.clone();
-                self.sb.disconnect(&device, now);
-                let grace = self.sb.limits().grace;
+                self.op(Op::Disconnect(device), now).await;
+                let grace = self.limits().grace;
                 self.expiries.push_back((now + grace, session, generation));
             }
         }
     }
 
-    fn attach(&mut self, device: Device, resume: Option<(String, u64)>, tx: Outbox, now: Instant) -> Attached {
+    async fn attach(&mut self, device: Device, resume: Option<(String, u64)>, tx: Outbox, now: Instant) -> Attached {
         let resumable = resume.as_ref().and_then(|(id, after)| {
             let s = self.sessions.get(id).filter(|s| s.device == device)?;
             // Events after `after` must all still be in the log.
@@ -214,9 +300,9 @@ impl Hub {
             }
             None => (self.fresh(&device, tx, resume.is_some()), false),
         };
-        self.sb.connect(&device, now);
         tracing::debug!(user = %device.user, device = %device.device, resumed, "attached");
         let generation = self.sessions.get(&session).map_or(0, |s| s.generation);
+        self.op(Op::Connect(device), now).await;
         Attached { session, generation }
     }
 
@@ -249,7 +335,7 @@ impl Hub {
     }
 
     /// Sessions whose grace ran out without a resume end, and their devices leave their calls.
-    fn expire(&mut self, now: Instant) {
+    async fn expire(&mut self, now: Instant) {
         while self.expiries.front().is_some_and(|e| e.0 <= now) {
             let Some((_, id, generation)) = self.expiries.pop_front() else {
                 break;
@@ -260,17 +346,19 @@ impl Hub {
                 .is_some_and(|s| s.generation == generation && s.tx.is_none());
             if let Some(s) = gone.then(|| self.sessions.remove(&id)).flatten() {
                 self.by_device.remove(&s.device);
-                self.sb.remove(&s.device, now);
+                self.op(Op::Remove(s.device), now).await;
             }
         }
     }
 
     /// Sends each device in `call` a `move`: the room's new node, and a token for it.
-    fn moved(&mut self, call: &crate::core::CallId, reason: &str) {
-        let Some(c) = self.sb.call(call) else { return };
-        let devices: Vec<Device> = c.joined().map(|(u, d)| Device::new(u, d)).collect();
+    async fn moved(&mut self, call: &crate::core::CallId, reason: &str) {
+        let devices: Vec<Device> = match self.call(call).await {
+            Some(c) => c.joined().map(|(u, d)| Device::new(u, d)).collect(),
+            None => return,
+        };
         for d in devices {
-            match self.placement.join(call, &d) {
+            match self.join(call, &d).await {
                 Ok(mut v) => {
                     v["type"] = json!("move");
                     v["call"] = json!(call);
@@ -289,10 +377,49 @@ impl Hub {
         }
     }
 
-    /// An event for `device`: numbered, kept for `resume`, and sent if its socket is open.
-    fn deliver(&mut self, device: &Device, mut v: Value) {
+    /// Call `id` as it is now.
+    async fn call(&self, id: &crate::core::CallId) -> Option<crate::core::Call> {
+        match &self.board {
+            Board::Local(sb) => sb.call(id).cloned(),
+            Board::Shared(s) => {
+                let got = s.board.store().read(&[format!("call:{id}")]).await;
+                let json = got.ok()?.pop().flatten()?;
+                serde_json::from_str(&json).ok()
+            }
+        }
+    }
+
+    /// Every live call.
+    async fn calls(&self) -> Vec<crate::core::Call> {
+        match &self.board {
+            Board::Local(sb) => sb.calls().cloned().collect(),
+            Board::Shared(s) => {
+                let all = s.board.store().scan("call:").await.unwrap_or_default();
+                all.iter().filter_map(|j| serde_json::from_str(j).ok()).collect()
+            }
+        }
+    }
+
+    /// An event for `device`, delivered here if its session is here, and in cluster mode routed to the other
+    /// nodes unless its socket is open here.
+    fn deliver(&mut self, device: &Device, v: Value) {
+        let open_here = self.deliver_here(device, v.clone());
+        if let (Board::Shared(s), false) = (&self.board, open_here) {
+            let routed = Routed {
+                from: s.node.clone(),
+                user: device.user.clone(),
+                device: device.device.clone(),
+                event: v,
+            };
+            let _ = s.routed.send(routed);
+        }
+    }
+
+    /// An event for `device`'s session here, if it has one: numbered, kept for `resume`, and sent if its socket
+    /// is open (which this returns).
+    fn deliver_here(&mut self, device: &Device, mut v: Value) -> bool {
         let Some(s) = self.by_device.get(device).and_then(|id| self.sessions.get_mut(id)) else {
-            return;
+            return false;
         };
         s.seq += 1;
         v["seq"] = json!(s.seq);
@@ -301,15 +428,16 @@ impl Hub {
         while s.log.len() > self.resume_events {
             s.log.pop_front();
         }
-        if let Some(tx) = &s.tx {
-            let _ = tx.send(Out::Text(text));
+        match &s.tx {
+            Some(tx) => tx.send(Out::Text(text)).is_ok(),
+            None => false,
         }
     }
 
-    fn dispatch(&mut self) {
+    async fn dispatch(&mut self) {
         // Calls whose room could not be placed: their joins are dropped, and they end.
         let mut failed: Vec<crate::core::CallId> = Vec::new();
-        while let Some(o) = self.sb.poll_output() {
+        while let Some(o) = self.pending.pop_front() {
             match o {
                 Output::Event { to, event } => {
                     let v = serde_json::to_value(&event).unwrap_or_default();
@@ -319,13 +447,13 @@ impl Hub {
                 Output::Place(call) => {
                     if let Err(e) = self.placement.place(&call) {
                         tracing::error!(%call, error = %e, "placing the call's room failed; the call ends");
-                        self.sb.fail(&call, Instant::now());
+                        self.op(Op::Fail(call.clone()), Instant::now()).await;
                         failed.push(call.clone());
                     }
                     metrics::counter!("hualu_signaling_calls_answered_total").increment(1);
                 }
                 Output::Join { call, .. } if failed.contains(&call) => {}
-                Output::Join { call, to } => match self.placement.join(&call, &to) {
+                Output::Join { call, to } => match self.join(&call, &to).await {
                     Ok(mut v) => {
                         v["type"] = json!("join");
                         v["call"] = json!(call);
@@ -337,6 +465,14 @@ impl Hub {
                 Output::Close(call) => self.placement.close(&call),
             }
         }
+    }
+
+    /// A `join` for `to`: in cluster mode, a room another signaling node placed is looked up first.
+    async fn join(&self, call: &crate::core::CallId, to: &Device) -> Result<Value, super::PlaceError> {
+        if let Board::Shared(s) = &self.board {
+            s.cluster.locate(call).await;
+        }
+        self.placement.join(call, to)
     }
 
     fn hook(&mut self, h: &Hook) {

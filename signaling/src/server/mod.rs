@@ -7,6 +7,7 @@ mod hub;
 mod limit;
 pub mod placement;
 mod protocol;
+mod shared;
 mod ws;
 
 pub use hub::{HookSink, HubConfig};
@@ -161,6 +162,10 @@ pub fn start(
         max_members: s.max_members,
         ..Limits::default()
     };
+    let shared = cluster
+        .clone()
+        .map(|c| shared_board(c, &config.cluster.node_id, limits.clone()));
+    let events = shared.as_ref().map(|s| (s.board.store().clone(), s.node.clone()));
     let hub = hub::start(
         HubConfig {
             limits,
@@ -168,7 +173,20 @@ pub fn start(
         },
         placement,
         hooks,
+        shared,
     );
+    if let Some((store, node)) = events {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            store
+                .follow_events(node, |e| {
+                    if hub.try_send(hub::ToHub::Routed(e)).is_err() {
+                        tracing::warn!("call control is busy; an event from another node was dropped");
+                    }
+                })
+                .await
+        });
+    }
     let control = CallControl { hub: hub.clone() };
     if let Some(c) = cluster.clone() {
         follow_cluster(c, control.clone(), moved);
@@ -187,6 +205,29 @@ pub fn start(
         routes = routes.route("/dev/token", get(dev_token));
     }
     Ok((routes.with_state(state), control))
+}
+
+/// Cluster mode's switchboard over Redis, and the task that publishes, in order, the events for devices on other
+/// signaling nodes. The node's name on the events channel is unique per process.
+fn shared_board(c: Arc<cluster::ClusterPlacement>, node_id: &str, limits: Limits) -> hub::Shared {
+    use rand::distr::{Alphanumeric, SampleString};
+    let store = hualu_cluster::CallStore::new(&c.registry());
+    let node = format!("{node_id}-{}", Alphanumeric.sample_string(&mut rand::rng(), 8));
+    let (routed, mut queue) = mpsc::unbounded_channel::<hualu_cluster::Routed>();
+    let publisher = store.clone();
+    tokio::spawn(async move {
+        while let Some(e) = queue.recv().await {
+            if let Err(err) = publisher.route(&e).await {
+                tracing::warn!(error = %err, user = %e.user, "an event for another node's device was lost");
+            }
+        }
+    });
+    hub::Shared {
+        board: shared::SharedBoard::new(store, limits),
+        cluster: c,
+        node,
+        routed,
+    }
 }
 
 /// In a cluster, the SFU nodes' media reports come through Redis (those from a room's old node are dropped), and
