@@ -586,3 +586,22 @@ fn the_first_accept_wins_and_glare_merges_across_signaling_nodes() {
     let (jf, jg) = (frank.wait("join"), grace.wait("join"));
     assert_eq!(jf["sfu_url"], jg["sfu_url"]);
 }
+
+#[test]
+fn a_call_outlives_the_signaling_node_one_side_was_on() {
+    let redis = Redis::start("signaling-kill");
+    let _nodes = [sfu_node(&redis, "sfu-a"), sfu_node(&redis, "sfu-b")];
+    let (s1, s2) = (signaling_named(&redis, "sig-1"), signaling_named(&redis, "sig-2"));
+    wait_nodes(&s2, 2);
+    let (mut alice, mut bob) = (phone_on(&s1, "alice", "phone"), phone_on(&s2, "bob", "phone"));
+    let (ja, jb) = answered_call(&mut alice, &mut bob);
+    let (mut a, mut b) = join_media(&ja, &jb);
+    assert!(hear_each_other(&mut a, &mut b), "media before the kill");
+
+    // Node 1 dies (SIGKILL); Alice's app reconnects to node 2, and the call is still there: she hangs up.
+    drop(s1);
+    let mut alice = phone_on(&s2, "alice", "phone");
+    let r = alice.request(json!({"type": "hangup", "key": "bye", "call": ja["room"]}));
+    assert_eq!(r["type"], "reply", "the call lives in Redis, not in the dead node: {r}");
+    assert_eq!(bob.wait("ended")["reason"], "hangup");
+}

@@ -39,9 +39,18 @@ fn a_commit_writes_only_if_what_it_read_is_unchanged() {
         let s = store(&redis);
         assert_eq!(s.read(&["user:a".into()]).await.expect("read"), [None]);
         // Two nodes read "absent" and both write: the first wins, the second must read again.
-        assert_eq!(s.commit(&write("user:a", None, Some("one"))).await.expect("commit"), Committed::Done);
-        assert_eq!(s.commit(&write("user:a", None, Some("two"))).await.expect("commit"), Committed::Conflict);
-        assert_eq!(s.read(&["user:a".into()]).await.expect("read"), [Some("one".to_string())]);
+        assert_eq!(
+            s.commit(&write("user:a", None, Some("one"))).await.expect("commit"),
+            Committed::Done
+        );
+        assert_eq!(
+            s.commit(&write("user:a", None, Some("two"))).await.expect("commit"),
+            Committed::Conflict
+        );
+        assert_eq!(
+            s.read(&["user:a".into()]).await.expect("read"),
+            [Some("one".to_string())]
+        );
         // Reading again, it wins; a delete is a write too.
         let c = write("user:a", Some("one"), Some("two"));
         assert_eq!(s.commit(&c).await.expect("commit"), Committed::Done);
@@ -67,7 +76,10 @@ fn a_due_timer_fires_once_and_a_later_one_waits() {
         let mut again = write("call:c1", Some("missed"), Some("twice"));
         again.claim = Some("ring-1".into());
         assert_eq!(s.commit(&again).await.expect("commit"), Committed::TimerGone);
-        assert_eq!(s.read(&["call:c1".into()]).await.expect("read"), [Some("missed".to_string())]);
+        assert_eq!(
+            s.read(&["call:c1".into()]).await.expect("read"),
+            [Some("missed".to_string())]
+        );
         assert!(s.due_timers(2_000, 10).await.expect("due").is_empty());
         assert_eq!(s.due_timers(6_000, 10).await.expect("due"), ["ring-2"]);
     });
@@ -93,9 +105,17 @@ fn call_ids_are_unique_and_events_reach_the_other_nodes_only() {
         };
         s.route(&event("node-2")).await.expect("route");
         s.route(&event("node-1")).await.expect("route");
-        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("an event");
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an event");
         let got = got.expect("open");
-        assert_eq!((got.from.as_str(), got.user.as_str()), ("node-1", "bob"), "its own event is skipped");
-        assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv()).await.is_err());
+        assert_eq!(
+            (got.from.as_str(), got.user.as_str()),
+            ("node-1", "bob"),
+            "its own event is skipped"
+        );
+        assert!(tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_err());
     });
 }

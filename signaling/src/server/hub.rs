@@ -1,7 +1,9 @@
 //! The hub: one task that owns the switchboard and every device's session, so each decision is taken in one
 //! place, in arrival order, with no locks. Sockets send it requests; it answers on each socket's channel, then
 //! delivers what the request caused: events (numbered per session and kept for `resume`), webhooks, and
-//! rooms placed on the SFU.
+//! rooms placed on the SFU. In cluster mode the switchboard's state is in Redis, shared with the other
+//! signaling nodes ([`SharedBoard`]); the hub still owns its sessions, and routes events for devices connected
+//! elsewhere through Redis.
 
 use super::cluster::ClusterPlacement;
 use super::placement::Placement;
