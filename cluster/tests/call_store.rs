@@ -5,6 +5,8 @@ use hualu_cluster::{CallStore, Commit, Committed, Registry, Routed};
 use hualu_common::config::ClusterConfig;
 use std::time::Duration;
 
+// The shared helper's restart methods serve the registry's tests, not these.
+#[allow(dead_code)]
 #[path = "../../tests/common/redis.rs"]
 mod redis_server;
 use redis_server::Redis;
