@@ -598,9 +598,13 @@ fn a_call_outlives_the_signaling_node_one_side_was_on() {
     let (mut a, mut b) = join_media(&ja, &jb);
     assert!(hear_each_other(&mut a, &mut b), "media before the kill");
 
-    // Node 1 dies (SIGKILL); Alice's app reconnects to node 2, and the call is still there: she hangs up.
+    // Node 1 dies (SIGKILL). Its heartbeat expires, node 2 disconnects its devices, and Bob hears Alice is
+    // reconnecting; her app reconnects to node 2, Bob hears she is back, and the call is still there.
     drop(s1);
+    let r = bob.wait("reconnecting");
+    assert_eq!(r["user"], "alice", "{r}");
     let mut alice = phone_on(&s2, "alice", "phone");
+    assert_eq!(bob.wait("reconnected")["user"], "alice");
     let r = alice.request(json!({"type": "hangup", "key": "bye", "call": ja["room"]}));
     assert_eq!(r["type"], "reply", "the call lives in Redis, not in the dead node: {r}");
     assert_eq!(bob.wait("ended")["reason"], "hangup");

@@ -5,6 +5,10 @@
 //! - `hualu:sb:timers`: a sorted set of ring and grace timers, scored by when they are due (Unix ms).
 //! - `hualu:sb:next_call`: the last call id's sequence number.
 //! - `hualu:events` (a pub/sub channel): events for devices whose socket is on another signaling node.
+//! - `hualu:sig:<node>`: a signaling node's heartbeat, expiring after `dead_after_ms`; `hualu:signodes` lists
+//!   the nodes; `hualu:sig:<node>:devices`, the devices connected to it. When a node's heartbeat expires, one
+//!   other node takes its device list ([`CallStore::take_devices`]) and disconnects them, so their calls wait
+//!   for them (the grace period) instead of counting them connected for ever.
 //!
 //! Writes are compare-and-set ([`CallStore::commit`]): a Lua script applies a node's changes only if every record
 //! it read is still as it read it, so two nodes deciding about one call at once cannot both win (the first
@@ -43,6 +47,15 @@ for _, t in ipairs(a.add) do
   redis.call('ZADD', KEYS[1], t[1], t[2])
 end
 return 1
+";
+
+/// Takes a dead signaling node's devices, once: only the caller that removes it from the node set gets them.
+const TAKE_DEVICES: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 1 then return false end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return false end
+local devices = redis.call('SMEMBERS', KEYS[2])
+redis.call('DEL', KEYS[2])
+return devices
 ";
 
 /// The outcome of [`CallStore::commit`].
@@ -95,6 +108,7 @@ pub struct Routed {
 pub struct CallStore {
     registry: Registry,
     commit: Arc<redis::Script>,
+    take: Arc<redis::Script>,
 }
 
 impl CallStore {
@@ -103,6 +117,7 @@ impl CallStore {
         Self {
             registry: registry.clone(),
             commit: Arc::new(redis::Script::new(COMMIT)),
+            take: Arc::new(redis::Script::new(TAKE_DEVICES)),
         }
     }
 
@@ -222,6 +237,106 @@ impl CallStore {
             },
         )
         .await
+    }
+}
+
+impl CallStore {
+    fn sig_key(&self, node: &str) -> String {
+        self.registry.key(&format!("sig:{node}"))
+    }
+
+    fn devices_key(&self, node: &str) -> String {
+        self.registry.key(&format!("sig:{node}:devices"))
+    }
+
+    /// Signaling node `node` is alive for `dead_after_ms` from now.
+    pub async fn beat(&self, node: &str) -> Result<(), ClusterError> {
+        let ms = self.registry.dead_after().as_millis() as u64;
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.sig_key(node))
+            .arg(hualu_common::clock::unix_now_ms())
+            .arg("PX")
+            .arg(ms)
+            .ignore()
+            .sadd(self.registry.key("signodes"), node)
+            .ignore()
+            .exec_async(&mut self.registry.con())
+            .await
+            .map_err(failed("signaling heartbeat"))
+    }
+
+    /// Device `(user, device)` is connected to node `node` (`on`), or no longer.
+    pub async fn device_on(&self, node: &str, user: &str, device: &str, on: bool) -> Result<(), ClusterError> {
+        let member = serde_json::to_string(&(user, device)).unwrap_or_default();
+        let mut con = self.registry.con();
+        let r: Result<u64, _> = match on {
+            true => con.sadd(self.devices_key(node), member).await,
+            false => con.srem(self.devices_key(node), member).await,
+        };
+        r.map(drop).map_err(failed("record a device's node"))
+    }
+
+    /// The signaling nodes whose heartbeat expired, other than `me`.
+    pub async fn dead_nodes(&self, me: &str) -> Result<Vec<String>, ClusterError> {
+        let mut con = self.registry.con();
+        let nodes: Vec<String> = con
+            .smembers(self.registry.key("signodes"))
+            .await
+            .map_err(failed("list signaling nodes"))?;
+        let others: Vec<String> = nodes.into_iter().filter(|n| n != me).collect();
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = others.iter().map(|n| self.sig_key(n)).collect();
+        let beats: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut con)
+            .await
+            .map_err(failed("read signaling heartbeats"))?;
+        Ok(others
+            .into_iter()
+            .zip(beats)
+            .filter(|(_, b)| b.is_none())
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// Whether device `(user, device)` is connected to a signaling node in the node set (it may have moved
+    /// from a dead node to a live one).
+    pub async fn connected(&self, user: &str, device: &str) -> Result<bool, ClusterError> {
+        let member = serde_json::to_string(&(user, device)).unwrap_or_default();
+        let mut con = self.registry.con();
+        let nodes: Vec<String> = con
+            .smembers(self.registry.key("signodes"))
+            .await
+            .map_err(failed("list signaling nodes"))?;
+        for n in nodes {
+            let on: bool = con
+                .sismember(self.devices_key(&n), &member)
+                .await
+                .map_err(failed("find a device's node"))?;
+            if on {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Dead node `node`'s devices, as `(user, device)`, to this caller alone (`None`: another node took them,
+    /// or it is alive again).
+    pub async fn take_devices(&self, node: &str) -> Result<Option<Vec<(String, String)>>, ClusterError> {
+        let taken: Option<Vec<String>> = self
+            .take
+            .key(self.registry.key("signodes"))
+            .key(self.devices_key(node))
+            .key(self.sig_key(node))
+            .arg(node)
+            .invoke_async(&mut self.registry.con())
+            .await
+            .map_err(failed("take a dead node's devices"))?;
+        Ok(taken.map(|t| t.iter().filter_map(|m| serde_json::from_str(m).ok()).collect()))
     }
 }
 

@@ -106,6 +106,11 @@ impl Registry {
         format!("{}:{name}", self.prefix)
     }
 
+    /// `cluster.dead_after_ms`.
+    pub(crate) fn dead_after(&self) -> Duration {
+        self.dead_after
+    }
+
     /// The shared multiplexed connection.
     pub(crate) fn con(&self) -> ConnectionManager {
         self.con.clone()

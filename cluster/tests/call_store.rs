@@ -121,3 +121,39 @@ fn call_ids_are_unique_and_events_reach_the_other_nodes_only() {
             .is_err());
     });
 }
+
+#[test]
+fn a_dead_signaling_nodes_devices_go_to_one_taker_once() {
+    let redis = Redis::start("signodes");
+    runtime().block_on(async {
+        let cfg = ClusterConfig {
+            redis_url: redis.url(),
+            dead_after_ms: 300,
+            ..ClusterConfig::default()
+        };
+        let s = CallStore::new(&Registry::connect(&cfg).expect("connect"));
+        for n in ["sig-1", "sig-2"] {
+            s.beat(n).await.expect("beat");
+        }
+        s.device_on("sig-1", "alice", "phone", true).await.expect("on");
+        s.device_on("sig-1", "bob", "tablet", true).await.expect("on");
+        s.device_on("sig-1", "bob", "tablet", false).await.expect("off");
+        assert!(s.dead_nodes("sig-2").await.expect("dead").is_empty(), "both alive");
+        assert_eq!(
+            s.take_devices("sig-1").await.expect("take"),
+            None,
+            "a live node's devices stay"
+        );
+        assert!(s.connected("alice", "phone").await.expect("connected"));
+
+        // sig-1 stops beating; sig-2 goes on.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.beat("sig-2").await.expect("beat");
+        assert_eq!(s.dead_nodes("sig-2").await.expect("dead"), ["sig-1"]);
+        let taken = s.take_devices("sig-1").await.expect("take");
+        assert_eq!(taken, Some(vec![("alice".to_string(), "phone".to_string())]));
+        assert_eq!(s.take_devices("sig-1").await.expect("take"), None, "taken once");
+        assert!(!s.connected("alice", "phone").await.expect("connected"));
+        assert!(s.dead_nodes("sig-2").await.expect("dead").is_empty());
+    });
+}

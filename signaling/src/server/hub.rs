@@ -66,6 +66,8 @@ pub enum ToHub {
     Calls { reply: oneshot::Sender<Vec<Value>> },
     /// An event for a device, from another signaling node (cluster mode).
     Routed(Routed),
+    /// The signaling node a device was connected to died (cluster mode): it is disconnected.
+    Lost(Device),
 }
 
 /// A socket's session.
@@ -194,6 +196,21 @@ impl Hub {
         }
     }
 
+    /// Cluster mode: records that `device`'s socket is here (`on`), or no longer, so that the other nodes
+    /// disconnect it if this node dies.
+    async fn placed(&self, device: &Device, on: bool) {
+        if let Board::Shared(s) = &self.board {
+            let r = s
+                .board
+                .store()
+                .device_on(&s.node, &device.user, &device.device, on)
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(user = %device.user, error = %e, "cannot record where a device is connected");
+            }
+        }
+    }
+
     /// Runs the timers due at `now`.
     async fn timers(&mut self, now: Instant) {
         match &mut self.board {
@@ -261,6 +278,11 @@ impl Hub {
                 let calls = self.calls().await.iter().map(|c| call_view(c, now)).collect();
                 let _ = reply.send(calls);
             }
+            ToHub::Lost(device) => {
+                if !self.by_device.contains_key(&device) {
+                    self.op(Op::Disconnect(device), now).await;
+                }
+            }
             ToHub::Routed(r) => {
                 let device = Device::new(&r.user, &r.device);
                 self.deliver_here(&device, r.event);
@@ -271,6 +293,7 @@ impl Hub {
                 };
                 s.tx = None;
                 let device = s.device.clone();
+                self.placed(&device, false).await;
                 self.op(Op::Disconnect(device), now).await;
                 let grace = self.limits().grace;
                 self.expiries.push_back((now + grace, session, generation));
@@ -304,6 +327,7 @@ impl Hub {
         };
         tracing::debug!(user = %device.user, device = %device.device, resumed, "attached");
         let generation = self.sessions.get(&session).map_or(0, |s| s.generation);
+        self.placed(&device, true).await;
         self.op(Op::Connect(device), now).await;
         Attached { session, generation }
     }

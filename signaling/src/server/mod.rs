@@ -166,6 +166,7 @@ pub fn start(
         .clone()
         .map(|c| shared_board(c, &config.cluster.node_id, limits.clone()));
     let events = shared.as_ref().map(|s| (s.board.store().clone(), s.node.clone()));
+    let every = Duration::from_millis(config.cluster.heartbeat_ms);
     let hub = hub::start(
         HubConfig {
             limits,
@@ -175,7 +176,9 @@ pub fn start(
         hooks,
         shared,
     );
-    if let Some((store, node)) = events {
+    if let (Some((store, node)), Some(c)) = (events, cluster.as_ref()) {
+        let follow = shared::follow_signaling_nodes(store.clone(), c.registry(), node.clone(), hub.clone(), every);
+        tokio::spawn(follow);
         let hub = hub.clone();
         tokio::spawn(async move {
             store

@@ -183,3 +183,55 @@ fn name(k: &Key) -> String {
         Key::Answer(d, key) => format!("answer:{}:{}{}:{}{key}", d.user.len(), d.user, d.device.len(), d.device),
     }
 }
+
+/// Keeps signaling node `node` alive in Redis, every `every`, and disconnects the devices of signaling nodes
+/// that died (their heartbeat expired), once Redis has held the cluster's state for a dead window: each such
+/// device's calls then wait the grace period for it, as for a dropped socket. A device already connected to a
+/// live node again is left alone. Runs for ever.
+pub async fn follow_signaling_nodes(
+    store: CallStore,
+    registry: hualu_cluster::Registry,
+    node: String,
+    hub: tokio::sync::mpsc::Sender<super::hub::ToHub>,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.beat(&node).await {
+            tracing::debug!(error = %e, "signaling heartbeat failed; retrying");
+            continue;
+        }
+        if !registry.absence_is_death().await.unwrap_or(false) {
+            continue;
+        }
+        if let Err(e) = sweep(&store, &node, &hub).await {
+            tracing::debug!(error = %e, "cannot look for dead signaling nodes; retrying");
+        }
+    }
+}
+
+async fn sweep(
+    store: &CallStore,
+    me: &str,
+    hub: &tokio::sync::mpsc::Sender<super::hub::ToHub>,
+) -> Result<(), ClusterError> {
+    for dead in store.dead_nodes(me).await? {
+        let Some(devices) = store.take_devices(&dead).await? else {
+            continue;
+        };
+        tracing::warn!(node = %dead, devices = devices.len(), "a signaling node died; its devices are disconnected");
+        metrics::counter!("hualu_signaling_dead_nodes_total").increment(1);
+        for (user, device) in devices {
+            if store.connected(&user, &device).await? {
+                continue;
+            }
+            let lost = super::hub::ToHub::Lost(crate::core::Device::new(&user, &device));
+            if hub.send(lost).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
