@@ -513,6 +513,18 @@ fn calls_between_devices_on_two_signaling_nodes_ring_answer_connect_and_end() {
     let (ja, jb) = answered_call(&mut alice, &mut bob);
     assert_eq!(alice.wait("answered")["user"], "bob");
     assert_eq!(ja["sfu_url"], jb["sfu_url"], "one room for both sides");
+    // Either node's admin API lists the call, and where its room is.
+    let listed: Vec<Value> = [&s1, &s2]
+        .iter()
+        .map(|s| admin(s, "GET", "/admin/calls", &s.admin_token(), "").1)
+        .collect();
+    for v in &listed {
+        let calls = v["calls"].as_array().expect("calls");
+        assert_eq!(calls.len(), 1, "{v}");
+        assert_eq!(calls[0]["call"], ja["room"], "{v}");
+        assert!(calls[0]["node"].as_str().is_some_and(|n| n.starts_with("sfu-")), "{v}");
+    }
+    assert_eq!(listed[0]["calls"][0]["node"], listed[1]["calls"][0]["node"]);
     let (mut a, mut b) = join_media(&ja, &jb);
     assert!(
         hear_each_other(&mut a, &mut b),

@@ -121,7 +121,12 @@ async fn calls(Ext(st): Ext<Arc<State>>, headers: HeaderMap) -> Answer {
     let mut calls = rx.await.map_err(|_| stopping())?;
     if let Some(c) = st.cluster.as_deref() {
         for call in &mut calls {
-            let node = call["call"].as_str().and_then(|id| c.node_of(id));
+            let id = call["call"].as_str().unwrap_or("").to_string();
+            // A call another signaling node placed: its room's record says where.
+            let node = match c.node_of(&id) {
+                Some(n) => Some(n),
+                None => c.registry().room_node(&id).await.ok().flatten(),
+            };
             call["node"] = json!(node);
         }
     }
