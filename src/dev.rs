@@ -59,6 +59,7 @@ fn api_key(config: &mut Config) {
                 publish: true,
                 subscribe: true,
                 admin: false,
+                links: Vec::new(),
             };
         }
         token::mint(secret, &claims).ok()

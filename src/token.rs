@@ -34,6 +34,7 @@ pub fn mint(config: &Config, args: &TokenArgs) -> anyhow::Result<String> {
         publish: !args.no_publish,
         subscribe: !args.no_subscribe,
         admin: args.admin,
+        links: Vec::new(),
     };
     Ok(token::mint(secret, &claims)?)
 }

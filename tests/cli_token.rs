@@ -51,6 +51,7 @@ fn mints_a_token_the_verifier_accepts_with_the_claims_asked_for() {
             publish: false,
             subscribe: true,
             admin: false,
+            links: Vec::new(),
         }
     );
     assert_eq!(claims.exp - claims.nbf, 120);

@@ -24,3 +24,14 @@ pub mod rest;
 pub mod telemetry;
 pub mod token;
 pub mod udp_batch;
+
+/// The shard of an SFU node with `shards` shards that holds `room`: every participant of a room reaches that
+/// shard's ports, and a node relaying a spanning room sends to that shard of the other node. FNV-1a: stable across
+/// processes, restarts and nodes, unlike a randomly seeded hasher.
+pub fn room_shard(room: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in room.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}

@@ -59,6 +59,10 @@ pub struct Grants {
     /// May use the admin API (`/admin/...`): list nodes, rooms and calls, drain a node.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// For a room that spans SFU nodes: the link addresses (`ip:port`, the UDP port of the shard that holds the
+    /// room) of the room's other nodes, which the node this token joins relays the room's tracks with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
 }
 
 impl Claims {
@@ -248,6 +252,7 @@ mod tests {
             publish: true,
             subscribe: true,
             admin: false,
+            links: Vec::new(),
         };
         c
     }

@@ -70,12 +70,7 @@ impl Node {
 
     /// The shard that holds `room`.
     pub fn shard_of(&self, room: &str) -> usize {
-        // FNV-1a: stable across processes and restarts, unlike a randomly seeded hasher.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in room.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-        (h % self.shards.len() as u64) as usize
+        hualu_common::room_shard(room, self.shards.len())
     }
 
     /// The shard a participant id belongs to (ids carry their shard in their top bits).

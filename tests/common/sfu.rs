@@ -87,6 +87,7 @@ impl SfuServer {
             publish: true,
             subscribe: true,
             admin: false,
+            links: Vec::new(),
         };
         token::mint(API_SECRET, &claims).expect("mint")
     }

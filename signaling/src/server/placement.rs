@@ -59,6 +59,7 @@ impl LocalSfu {
             publish: true,
             subscribe: true,
             admin: false,
+            links: Vec::new(),
         };
         let token = token::mint(&self.key.1, &claims).map_err(|e| PlaceError::Token(e.to_string()))?;
         let ice_servers = self.turn.as_ref().map_or(json!([]), |t| t.ice_servers(&device.user));

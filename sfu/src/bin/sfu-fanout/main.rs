@@ -223,6 +223,7 @@ fn token_for(identity: &str, room: &str) -> String {
         publish: true,
         subscribe: true,
         admin: false,
+        links: Vec::new(),
     };
     token::mint(SECRET, &claims).expect("mint a token")
 }
