@@ -21,6 +21,9 @@ pub struct Identity {
     pub id: String,
     /// The room URL clients are sent to.
     pub url: String,
+    /// The shards' UDP media addresses as clients and other nodes reach them, in shard order
+    /// ([`NodeInfo::media`]).
+    pub media: Vec<std::net::SocketAddr>,
 }
 
 /// A running heartbeat. [`Heartbeat::stop`] removes the node from the cluster at once.
@@ -67,6 +70,7 @@ impl Heartbeat {
                 started_ms: hualu_common::clock::unix_now_ms(),
                 sent_ms: 0,
                 move_at_ms: 0,
+                media: who.media,
             },
             load,
             move_at_ms: move_at_ms.clone(),

@@ -1,6 +1,7 @@
 //! What an SFU node says of itself in each heartbeat.
 
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 /// Whether a node takes new rooms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +49,11 @@ pub struct NodeInfo {
     /// For a draining node: when its remaining rooms move to other nodes, in Unix milliseconds (0: never).
     #[serde(default)]
     pub move_at_ms: u64,
+    /// Its shards' UDP media addresses as clients and other nodes reach them, in shard order. A room that spans
+    /// nodes is relayed between the shards that hold it ([`NodeInfo::link_for`]). Empty from a node that predates
+    /// spanning rooms: it takes no links.
+    #[serde(default)]
+    pub media: Vec<SocketAddr>,
 }
 
 impl NodeInfo {
@@ -59,6 +65,15 @@ impl NodeInfo {
     /// Whether its rooms must move now (`now_ms`, Unix milliseconds): it is draining and past its deadline.
     pub fn moving(&self, now_ms: u64) -> bool {
         self.state == NodeState::Draining && self.move_at_ms != 0 && now_ms >= self.move_at_ms
+    }
+
+    /// The address other nodes relay `room` with: the UDP media port of the shard that holds it
+    /// ([`hualu_common::room_shard`]). `None` when the node names no media address.
+    pub fn link_for(&self, room: &str) -> Option<SocketAddr> {
+        match self.media.len() {
+            0 => None,
+            n => self.media.get(hualu_common::room_shard(room, n)).copied(),
+        }
     }
 
     /// Whether the node takes a new room of `participants`.
@@ -83,6 +98,7 @@ pub(crate) fn node(id: &str, region: &str, participants: u64, max: u64) -> NodeI
         started_ms: 1,
         sent_ms: 2,
         move_at_ms: 0,
+        media: Vec::new(),
     }
 }
 
@@ -94,6 +110,10 @@ mod tests {
     fn the_record_round_trips_through_json() {
         let mut n = node("sfu-a", "eu", 10, 100);
         n.state = NodeState::Draining;
+        n.media = vec![
+            "10.0.0.1:50000".parse().expect("addr"),
+            "[2001:db8::1]:50001".parse().expect("addr"),
+        ];
         let text = serde_json::to_string(&n).expect("serialize");
         assert!(text.contains("\"state\":\"draining\""), "{text}");
         let back: NodeInfo = serde_json::from_str(&text).expect("parse");
@@ -109,5 +129,26 @@ mod tests {
         d.state = NodeState::Draining;
         assert!(!d.takes(1));
         assert!((node("c", "", 50, 100).load_ratio() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_record_without_media_addresses_parses_and_takes_no_link() {
+        let mut text = serde_json::to_value(node("old", "", 0, 10)).expect("serialize");
+        text.as_object_mut().expect("an object").remove("media");
+        let old: NodeInfo = serde_json::from_value(text).expect("parse");
+        assert!(old.media.is_empty());
+        assert_eq!(old.link_for("room"), None);
+    }
+
+    #[test]
+    fn a_room_links_to_the_shard_that_holds_it() {
+        let mut n = node("a", "", 0, 10);
+        n.media = (0..4)
+            .map(|i| std::net::SocketAddr::from(([10, 0, 0, 1], 50_000 + i)))
+            .collect();
+        for room in ["r1", "r2", "call-77"] {
+            let shard = hualu_common::room_shard(room, 4);
+            assert_eq!(n.link_for(room), Some(n.media[shard]), "{room}");
+        }
     }
 }

@@ -5,6 +5,9 @@
 //!   own clock decides death: a key that expired is a dead node, whatever the nodes' clocks say.
 //! - `hualu:nodes`: the set of node ids that have registered; ids whose key expired are pruned as they are read.
 //! - `hualu:room:<room>`: the id of the node a room lives on. Set once, atomically, by [`Registry::place_room`].
+//! - `hualu:span:<room>`: a set, the other nodes a room extends to (its home node's full, or its participants
+//!   are in other regions), each relaying the room's tracks with the others ([`Registry::extend_room`]). Lives
+//!   as long as the room's record; [`Registry::close_room`] deletes both.
 //! - `hualu:drain:<id>`: an admin's request that node `<id>` drain, with when its rooms move (unix ms). The
 //!   node reads it with each heartbeat; deleting it ends the drain.
 //! - `hualu:since`: when this Redis's data began (unix ms, set once): a Redis restarted empty has forgotten
@@ -67,6 +70,16 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return ARGV[2]
 ";
 
+/// Adds a node to a room's span, atomically: only while the room is placed (a closed call's room does not come
+/// back as a span) and only a live node. 1 when added or there already, 0 when refused.
+const EXTEND_ROOM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+";
+
 /// A handle on the cluster's Redis. Cheap to clone; commands from clones share one multiplexed connection, which
 /// reconnects by itself when Redis comes back.
 #[derive(Clone)]
@@ -77,6 +90,7 @@ pub struct Registry {
     dead_after: Duration,
     place: std::sync::Arc<redis::Script>,
     moves: std::sync::Arc<redis::Script>,
+    extend: std::sync::Arc<redis::Script>,
 }
 
 impl Registry {
@@ -98,6 +112,7 @@ impl Registry {
             dead_after: Duration::from_millis(cfg.dead_after_ms),
             place: std::sync::Arc::new(redis::Script::new(PLACE_ROOM)),
             moves: std::sync::Arc::new(redis::Script::new(MOVE_ROOM)),
+            extend: std::sync::Arc::new(redis::Script::new(EXTEND_ROOM)),
         })
     }
 
@@ -126,6 +141,10 @@ impl Registry {
 
     fn room_key(&self, room: &str) -> String {
         format!("{}:room:{room}", self.prefix)
+    }
+
+    fn span_key(&self, room: &str) -> String {
+        format!("{}:span:{room}", self.prefix)
     }
 
     fn drain_key(&self, id: &str) -> String {
@@ -339,15 +358,83 @@ impl Registry {
             .map_err(failed("find room"))
     }
 
-    /// Forgets `room` (its call ended).
+    /// Forgets `room` and its span (its call ended).
     pub async fn close_room(&self, room: &str) -> Result<(), ClusterError> {
         let _: u64 = self
             .con
             .clone()
-            .del(self.room_key(room))
+            .del(&[self.room_key(room), self.span_key(room)])
             .await
             .map_err(failed("close room"))?;
         Ok(())
+    }
+
+    /// Extends `room` to node `node` (the room spans it too). False when refused: the room is not placed (its
+    /// call ended), or `node` is not alive.
+    pub async fn extend_room(&self, room: &str, node: &str) -> Result<bool, ClusterError> {
+        let added: u64 = self
+            .extend
+            .key(self.room_key(room))
+            .key(self.span_key(room))
+            .key(self.node_key(node))
+            .arg(node)
+            .arg(ROOM_TTL.as_millis() as u64)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(failed("extend room"))?;
+        Ok(added == 1)
+    }
+
+    /// Drops node `node` from `room`'s span (it died, or drained past its deadline).
+    pub async fn shrink_room(&self, room: &str, node: &str) -> Result<(), ClusterError> {
+        let _: u64 = self
+            .con
+            .clone()
+            .srem(self.span_key(room), node)
+            .await
+            .map_err(failed("shrink room"))?;
+        Ok(())
+    }
+
+    /// The nodes `room` extends to besides its own, sorted; empty when it spans none.
+    pub async fn room_span(&self, room: &str) -> Result<Vec<String>, ClusterError> {
+        let mut span: Vec<String> = self
+            .con
+            .clone()
+            .smembers(self.span_key(room))
+            .await
+            .map_err(failed("read a room's span"))?;
+        span.sort();
+        Ok(span)
+    }
+
+    /// The span of each of `rooms`, in their order, in one round trip.
+    pub async fn room_spans(&self, rooms: &[String]) -> Result<Vec<Vec<String>>, ClusterError> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for room in rooms {
+            pipe.smembers(self.span_key(room));
+        }
+        let mut spans: Vec<Vec<String>> = pipe
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("read rooms' spans"))?;
+        spans.iter_mut().for_each(|s| s.sort());
+        Ok(spans)
+    }
+
+    /// The node `room` lives on, if it is placed, and its span, in one round trip.
+    pub async fn room_and_span(&self, room: &str) -> Result<(Option<String>, Vec<String>), ClusterError> {
+        let (node, mut span): (Option<String>, Vec<String>) = redis::pipe()
+            .get(self.room_key(room))
+            .smembers(self.span_key(room))
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed("find room"))?;
+        span.sort();
+        Ok((node, span))
     }
 
     /// Publishes one media report to every signaling node that follows them.

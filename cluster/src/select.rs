@@ -44,7 +44,7 @@ pub fn choose(
 }
 
 /// Lower load first; then fewer rooms; then the id, so that equal nodes are taken in a stable order.
-fn lighter(a: &NodeInfo, b: &NodeInfo) -> Ordering {
+pub(crate) fn lighter(a: &NodeInfo, b: &NodeInfo) -> Ordering {
     a.load_ratio()
         .total_cmp(&b.load_ratio())
         .then(a.load.rooms.cmp(&b.load.rooms))

@@ -33,6 +33,7 @@ fn info(id: &str, participants: u64) -> NodeInfo {
         started_ms: 1,
         sent_ms: 1,
         move_at_ms: 0,
+        media: Vec::new(),
     }
 }
 
@@ -154,6 +155,10 @@ fn the_heartbeat_reports_load_and_state_and_leaves_on_stop() {
     let who = Identity {
         id: "sfu-x".into(),
         url: "ws://127.0.0.1:1/rtc".into(),
+        media: vec![
+            "10.0.0.7:50000".parse().expect("addr"),
+            "10.0.0.7:50001".parse().expect("addr"),
+        ],
     };
     let started = Instant::now();
     let beat = Heartbeat::start(
@@ -181,6 +186,12 @@ fn the_heartbeat_reports_load_and_state_and_leaves_on_stop() {
         ("sfu-x", 2, 4)
     );
     assert_eq!(serving.max_participants, 100);
+    assert_eq!(
+        serving.media.len(),
+        2,
+        "the media addresses ride along: {:?}",
+        serving.media
+    );
     let asked = hualu_common::clock::unix_now_ms();
     beat.drain(Duration::from_secs(7));
     let draining = read(NodeState::Draining);
@@ -210,6 +221,7 @@ fn media_reports_reach_every_follower_and_following_survives_a_redis_restart() {
     let who = Identity {
         id: "sfu-m".into(),
         url: "ws://127.0.0.1:1/rtc".into(),
+        media: Vec::new(),
     };
     let beat = Heartbeat::start(&cfg, who, Box::new(|| (0, 0, 0))).expect("start");
     let sink = beat.media();
@@ -293,4 +305,59 @@ fn a_redis_that_restarted_empty_does_not_count_a_missing_node_dead_for_a_dead_wi
         check(&reg).expect("later"),
         "a dead window after the restart, absence is death again"
     );
+}
+
+#[test]
+fn a_room_spans_live_nodes_while_it_is_placed_and_closing_forgets_the_span() {
+    let redis = Redis::start("span");
+    runtime().block_on(async {
+        let reg = Registry::connect(&config(&redis, 3000)).expect("connect");
+        for id in ["a", "b", "c"] {
+            reg.heartbeat(&info(id, 0)).await.expect("beat");
+        }
+        assert!(
+            !reg.extend_room("r1", "b").await.expect("extend"),
+            "a room not placed does not span"
+        );
+        assert_eq!(reg.room_span("r1").await.expect("span"), Vec::<String>::new());
+        reg.place_room("r1", "a").await.expect("place");
+        assert!(reg.extend_room("r1", "c").await.expect("extend"));
+        assert!(reg.extend_room("r1", "b").await.expect("extend"));
+        assert!(reg.extend_room("r1", "b").await.expect("extend again"), "twice is once");
+        assert!(
+            !reg.extend_room("r1", "ghost").await.expect("extend to a dead node"),
+            "only to a live node"
+        );
+        assert_eq!(reg.room_span("r1").await.expect("span"), ["b", "c"]);
+        assert_eq!(
+            reg.room_and_span("r1").await.expect("room and span"),
+            (Some("a".into()), vec!["b".to_string(), "c".to_string()])
+        );
+        reg.place_room("r2", "b").await.expect("place");
+        let rooms = ["r1".to_string(), "r2".to_string(), "r3".to_string()];
+        assert_eq!(
+            reg.room_spans(&rooms).await.expect("spans"),
+            [vec!["b".to_string(), "c".to_string()], vec![], vec![]]
+        );
+        reg.shrink_room("r1", "c").await.expect("shrink");
+        assert_eq!(reg.room_span("r1").await.expect("span"), ["b"]);
+        // The span lives as long as the room's record.
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg("hualu:span:r1")
+            .query_async(&mut redis_connection(&redis).await)
+            .await
+            .expect("pttl");
+        assert!(ttl > 23 * 3600 * 1000, "{ttl}");
+        reg.close_room("r1").await.expect("close");
+        assert_eq!(reg.room_and_span("r1").await.expect("gone"), (None, Vec::new()));
+        assert!(
+            !reg.extend_room("r1", "b").await.expect("extend a closed room"),
+            "a closed call's room does not come back as a span"
+        );
+    });
+}
+
+async fn redis_connection(redis: &Redis) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).expect("client");
+    client.get_multiplexed_async_connection().await.expect("connection")
 }

@@ -3,6 +3,15 @@
 
 use crate::config::{invalid, ConfigError};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+
+/// What the link key is derived from, before the secret: a new derivation gets a new label, so keys of
+/// different versions never match.
+const LINK_KEY_LABEL: &[u8] = b"hualu-link-v1\0";
+
+/// The longest `cluster.link_secret` taken.
+const MAX_LINK_SECRET_LEN: usize = 1024;
 
 /// How call control picks the SFU node for a new room.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,7 +23,9 @@ pub enum SelectorKind {
     /// Two healthy nodes at random, the less loaded of them: near the lowest load, without every call control
     /// node piling onto the same one between heartbeats.
     PowerOfTwo,
-    /// The least loaded node in this node's `region`, and any region when none there can take the room.
+    /// The least loaded node in this node's `region`, and any region when none there can take the room. A device
+    /// connected to a signaling node in another region than its room's node joins a node in its own region: the
+    /// room spans both.
     Region,
 }
 
@@ -44,6 +55,9 @@ pub struct ClusterConfig {
     pub selector: SelectorKind,
     /// Seconds a draining SFU node keeps its calls before their rooms move to other nodes.
     pub drain_deadline_secs: u64,
+    /// The secret SFU nodes authenticate their links with (rooms that span nodes). Empty: the secret of the API
+    /// key whose id sorts first. Every SFU node of a cluster must derive the same key ([`ClusterConfig::link_key`]).
+    pub link_secret: String,
 }
 
 impl Default for ClusterConfig {
@@ -59,6 +73,7 @@ impl Default for ClusterConfig {
             dead_after_ms: 3000,
             selector: SelectorKind::LowestLoad,
             drain_deadline_secs: 30,
+            link_secret: String::new(),
         }
     }
 }
@@ -69,7 +84,32 @@ impl ClusterConfig {
         !self.redis_url.is_empty()
     }
 
+    /// The key SFU nodes authenticate their links with: SHA-256 of a version label and the secret, which is
+    /// `link_secret`, or when that is empty the secret of the API key in `api_keys` whose id sorts first. `None`
+    /// when there is neither (an ES256-only deployment must set `link_secret`).
+    pub fn link_key(&self, api_keys: &BTreeMap<String, String>) -> Option<[u8; 32]> {
+        let secret = match self.link_secret.as_str() {
+            // A BTreeMap iterates in key order: the first is the smallest id, the same on every node.
+            "" => api_keys.values().next()?.as_str(),
+            s => s,
+        };
+        let mut h = Sha256::new();
+        h.update(LINK_KEY_LABEL);
+        h.update(secret.as_bytes());
+        Some(h.finalize().into())
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let secret = self.link_secret.len();
+        if secret != 0 && !(crate::token::MIN_SECRET_LEN..=MAX_LINK_SECRET_LEN).contains(&secret) {
+            return Err(invalid(
+                "cluster.link_secret",
+                format!(
+                    "must be empty or {} to {MAX_LINK_SECRET_LEN} characters",
+                    crate::token::MIN_SECRET_LEN
+                ),
+            ));
+        }
         if !self.enabled() {
             return Ok(());
         }
@@ -155,11 +195,32 @@ mod tests {
             ("cluster.max_participants=1", "cluster.max_participants"),
             ("cluster.heartbeat_ms=50", "cluster.heartbeat_ms"),
             ("cluster.dead_after_ms=1500", "cluster.dead_after_ms"),
+            ("cluster.link_secret=\"short\"", "cluster.link_secret"),
         ] {
             let err = load(&[url, set]).expect_err(set);
             assert!(err.contains(key), "{set}: {err}");
         }
         let err = load(&[url, "cluster.selector=\"random\""]).expect_err("an unknown selector");
         assert!(err.contains("selector"), "{err}");
+    }
+
+    #[test]
+    fn the_link_key_comes_from_the_link_secret_or_the_first_api_key() {
+        use sha2::{Digest as _, Sha256};
+        use std::collections::BTreeMap;
+        let expect =
+            |secret: &str| -> [u8; 32] { Sha256::digest([&b"hualu-link-v1\0"[..], secret.as_bytes()].concat()).into() };
+        let keys: BTreeMap<String, String> = [("zeta", "z".repeat(32)), ("alpha", "a".repeat(32))]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let mut c = super::ClusterConfig::default();
+        // The key whose id sorts first, whatever order the config listed them in.
+        assert_eq!(c.link_key(&keys), Some(expect(&"a".repeat(32))));
+        assert_eq!(c.link_key(&BTreeMap::new()), None);
+        c.link_secret = "s".repeat(40);
+        assert_eq!(c.link_key(&keys), Some(expect(&"s".repeat(40))));
+        assert_eq!(c.link_key(&BTreeMap::new()), Some(expect(&"s".repeat(40))));
+        assert_ne!(expect("x"), expect("y"));
     }
 }

@@ -3,8 +3,8 @@
 //! (`hualu token --admin`).
 //!
 //! - `GET /admin/nodes`: the live SFU nodes with their load and state (cluster mode).
-//! - `GET /admin/rooms`: every placed room and its node (cluster mode).
-//! - `GET /admin/calls`: the calls this signaling node holds, with their members and room's node.
+//! - `GET /admin/rooms`: every placed room, its node and the nodes it spans (cluster mode).
+//! - `GET /admin/calls`: the calls this signaling node holds, with their members, room's node and span.
 //! - `POST /admin/nodes/{id}/drain`, optional body `{"deadline_secs": N}`: node `id` takes no new room, and its
 //!   rooms move after N s (default `cluster.drain_deadline_secs`).
 //! - `DELETE /admin/nodes/{id}/drain`: withdraws that request; the node serves again.
@@ -105,10 +105,14 @@ async fn nodes(Ext(st): Ext<Arc<State>>, headers: HeaderMap) -> Answer {
 
 async fn rooms(Ext(st): Ext<Arc<State>>, headers: HeaderMap) -> Answer {
     authorize(&st, &headers)?;
-    let rooms = cluster(&st)?.registry().rooms().await.map_err(unavailable)?;
+    let registry = cluster(&st)?.registry();
+    let rooms = registry.rooms().await.map_err(unavailable)?;
+    let ids: Vec<String> = rooms.iter().map(|(room, _)| room.clone()).collect();
+    let spans = registry.room_spans(&ids).await.map_err(unavailable)?;
     let rooms: Vec<Value> = rooms
         .into_iter()
-        .map(|(room, node)| json!({"room": room, "node": node}))
+        .zip(spans)
+        .map(|((room, node), span)| room_json(&room, Some(&node), &span))
         .collect();
     Ok(Json(json!({"rooms": rooms})).into_response())
 }
@@ -123,14 +127,17 @@ async fn calls(Ext(st): Ext<Arc<State>>, headers: HeaderMap) -> Answer {
         for call in &mut calls {
             let id = call["call"].as_str().unwrap_or("").to_string();
             // A call another signaling node placed: its room's record says where.
-            let node = match c.node_of(&id) {
-                Some(n) => Some(n),
-                None => c.registry().room_node(&id).await.ok().flatten(),
-            };
+            let (node, span) = c.room_nodes(&id).await;
             call["node"] = json!(node);
+            call["span"] = json!(span);
         }
     }
     Ok(Json(json!({"calls": calls})).into_response())
+}
+
+/// A room in `/admin/rooms`: its id, home node and span (empty when it is on one node).
+fn room_json(room: &str, node: Option<&str>, span: &[String]) -> Value {
+    json!({"room": room, "node": node, "span": span})
 }
 
 async fn drain(
@@ -185,7 +192,20 @@ async fn undrain(Ext(st): Ext<Arc<State>>, Path(id): Path<String>, headers: Head
 
 #[cfg(test)]
 mod tests {
-    use super::deadline_secs;
+    use super::{deadline_secs, room_json};
+    use serde_json::json;
+
+    #[test]
+    fn a_room_lists_its_span_and_an_empty_one_when_it_is_on_one_node() {
+        assert_eq!(
+            room_json("c1", Some("sfu-a"), &["sfu-b".into()]),
+            json!({"room": "c1", "node": "sfu-a", "span": ["sfu-b"]})
+        );
+        assert_eq!(
+            room_json("c2", Some("sfu-a"), &[]),
+            json!({"room": "c2", "node": "sfu-a", "span": []})
+        );
+    }
 
     #[test]
     fn the_deadline_comes_from_the_body_or_the_default_and_bad_values_are_named() {

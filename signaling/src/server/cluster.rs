@@ -8,13 +8,17 @@
 //! Each read also checks where this node's rooms are: a room whose node died (its heartbeat expired, or it
 //! restarted) or is draining past its deadline moves to another node, and call control tells the call's
 //! devices to reconnect there ([`Moved`]).
+//!
+//! A room may span nodes: a device whose room's node is full, or in another region, joins a second node, which
+//! relays the room's tracks with the first ([`super::span`]).
 
 use super::placement::{LocalSfu, PlaceError, Placement};
+use super::span::SpanNode;
 use crate::core::{CallId, Device};
 use hualu_cluster::{choose, ClusterError, NodeInfo, Registry};
 use hualu_common::config::{ClusterConfig, SelectorKind};
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -33,7 +37,7 @@ const JOINED_WITHIN_MS: u64 = 2500;
 const LOCATED_FOR: Duration = Duration::from_secs(30);
 
 /// How long after a move the room's old node is told to close it, for any client still there.
-const CLOSE_AFTER_MOVE: Duration = Duration::from_secs(5);
+pub(super) const CLOSE_AFTER_MOVE: Duration = Duration::from_secs(5);
 
 /// A call whose room moved to another node: its devices must join it there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,31 +48,48 @@ pub struct Moved {
     pub reason: &'static str,
 }
 
-/// The nodes as last read, and the rooms placed here since, not yet in their node's heartbeat.
+/// Load placed on a node here, not yet in its heartbeats.
+struct Pending {
+    /// When (monotonic, and unix ms to compare with heartbeats' `sent_ms`).
+    at: Instant,
+    at_ms: u64,
+    node: String,
+    participants: u64,
+    rooms: u64,
+}
+
+/// The nodes as last read, and the rooms placed here since (and devices sent to nodes), not yet in their node's
+/// heartbeat.
 #[derive(Default)]
-struct View {
-    nodes: Vec<NodeInfo>,
-    /// When each room was placed (monotonic, and unix ms to compare with heartbeats' `sent_ms`), and where.
-    placed: VecDeque<(Instant, u64, String)>,
+pub(super) struct View {
+    pub(super) nodes: Vec<NodeInfo>,
+    placed: VecDeque<Pending>,
 }
 
 impl View {
+    /// Counts `participants` (and `rooms`) on `node` until its heartbeats do.
+    pub(super) fn count(&mut self, now: Instant, node: &str, participants: u64, rooms: u64) {
+        self.placed.push_back(Pending {
+            at: now,
+            at_ms: hualu_common::clock::unix_now_ms(),
+            node: node.to_string(),
+            participants,
+            rooms,
+        });
+    }
+
     /// The nodes with the rooms placed here that their heartbeats do not count yet added to their load.
-    fn settled(&mut self, now: Instant) -> Vec<NodeInfo> {
-        while self
-            .placed
-            .front()
-            .is_some_and(|(at, _, _)| now.duration_since(*at) > SETTLE)
-        {
+    pub(super) fn settled(&mut self, now: Instant) -> Vec<NodeInfo> {
+        while self.placed.front().is_some_and(|p| now.duration_since(p.at) > SETTLE) {
             self.placed.pop_front();
         }
         let mut nodes = self.nodes.clone();
-        for (_, at_ms, id) in &self.placed {
+        for p in &self.placed {
             // Not yet in a heartbeat sent after its clients joined: add it.
-            let pending = |n: &NodeInfo| n.sent_ms < at_ms + JOINED_WITHIN_MS;
-            if let Some(n) = nodes.iter_mut().find(|n| &n.id == id).filter(|n| pending(n)) {
-                n.load.participants += ROOM_SIZE;
-                n.load.rooms += 1;
+            let pending = |n: &NodeInfo| n.sent_ms < p.at_ms + JOINED_WITHIN_MS;
+            if let Some(n) = nodes.iter_mut().find(|n| n.id == p.node).filter(|n| pending(n)) {
+                n.load.participants += p.participants;
+                n.load.rooms += p.rooms;
             }
         }
         nodes
@@ -77,15 +98,21 @@ impl View {
 
 /// Where one of this node's rooms lives.
 #[derive(Debug, Clone)]
-struct Room {
-    node: String,
+pub(super) struct Room {
+    /// Its home node: where it was placed.
+    pub(super) node: String,
     /// The node's start time when the room was placed: a node that restarted since has lost the room.
-    started_ms: u64,
-    url: String,
+    pub(super) started_ms: u64,
+    pub(super) url: String,
     /// Placed by this signaling node, which follows it: moves it off a lost node, takes its media reports.
     /// Otherwise looked up for a device here in a call another node placed, and forgotten a while later.
-    ours: bool,
-    at: Instant,
+    pub(super) ours: bool,
+    pub(super) at: Instant,
+    /// Devices the placement counted on the home node already ([`ROOM_SIZE`]) and that have not joined yet: they
+    /// join it even when it now counts full, as it does with their own places.
+    pub(super) reserved: u64,
+    /// The other nodes it extends to.
+    pub(super) span: Vec<SpanNode>,
 }
 
 impl Room {
@@ -96,24 +123,39 @@ impl Room {
             url: n.url.clone(),
             ours: true,
             at: Instant::now(),
+            reserved: ROOM_SIZE,
+            span: Vec::new(),
         }
+    }
+
+    /// Whether `node` is one of its nodes: home or span.
+    pub(super) fn on_node(&self, node: &str) -> bool {
+        self.node == node || self.span.iter().any(|s| s.id == node)
+    }
+
+    /// Its nodes' ids: home first, then the span.
+    pub(super) fn node_ids(&self) -> Vec<String> {
+        std::iter::once(&self.node)
+            .chain(self.span.iter().map(|s| &s.id))
+            .cloned()
+            .collect()
     }
 }
 
-struct Shared {
-    registry: Registry,
-    selector: SelectorKind,
-    region: String,
+pub(super) struct Shared {
+    pub(super) registry: Registry,
+    pub(super) selector: SelectorKind,
+    pub(super) region: String,
     drain_deadline_secs: u64,
-    view: Mutex<View>,
+    pub(super) view: Mutex<View>,
     rooms: Mutex<HashMap<String, Room>>,
-    moves: mpsc::UnboundedSender<Moved>,
+    pub(super) moves: mpsc::UnboundedSender<Moved>,
 }
 
 /// Places rooms on the cluster's nodes, moves them off nodes that die or drain, and mints their tokens.
 pub struct ClusterPlacement {
-    tokens: LocalSfu,
-    shared: Arc<Shared>,
+    pub(super) tokens: LocalSfu,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl ClusterPlacement {
@@ -152,19 +194,21 @@ impl ClusterPlacement {
         self.shared.drain_deadline_secs
     }
 
-    /// Whether `node` is where `room` lives now: reports from a room's old node, after a move, are stale.
+    /// Whether `node` is one of the nodes `room` lives on now (home or span), as this node knows: reports from
+    /// a room's old node, after a move, are stale. [`ClusterPlacement::accepts`] also asks Redis.
     pub fn hosts(&self, room: &str, node: &str) -> bool {
-        self.shared.rooms().get(room).is_some_and(|r| r.ours && r.node == node)
+        self.shared.rooms().get(room).is_some_and(|r| r.ours && r.on_node(node))
     }
 
-    /// Learns where the room of `call` is, if another signaling node placed it (a device here joins it).
+    /// Learns where the room of `call` is, if another signaling node placed it (a device here joins it): its
+    /// home node and the nodes it spans, so that a device here reuses an extension another node made.
     pub async fn locate(&self, call: &CallId) {
         if self.shared.rooms().get(&call.0).is_some_and(|r| r.ours) {
             return;
         }
-        let node = match self.shared.registry.room_node(&call.0).await {
-            Ok(Some(node)) => node,
-            Ok(None) => return,
+        let (node, span) = match self.shared.registry.room_and_span(&call.0).await {
+            Ok((Some(node), span)) => (node, span),
+            Ok((None, _)) => return,
             Err(e) => {
                 tracing::warn!(%call, error = %e, "cannot look up the call's room");
                 return;
@@ -173,17 +217,23 @@ impl ClusterPlacement {
         let view = self.shared.view.lock().unwrap_or_else(PoisonError::into_inner);
         let room = view.nodes.iter().find(|n| n.id == node).map(|n| Room {
             ours: false,
+            reserved: 0,
+            span: super::span::known(&span, &view.nodes),
             ..Room::on(n)
         });
         drop(view);
-        if let Some(room) = room {
-            self.shared.rooms().insert(call.0.clone(), room);
+        if let Some(mut room) = room {
+            let mut rooms = self.shared.rooms();
+            if let Some(old) = rooms.get(&call.0) {
+                super::span::keep_unconfirmed(&mut room, old);
+            }
+            rooms.insert(call.0.clone(), room);
         }
     }
 }
 
 impl Shared {
-    fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+    pub(super) fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -193,28 +243,21 @@ impl Shared {
         let nodes = view.settled(now);
         let picked = choose(self.selector, &nodes, ROOM_SIZE, &self.region, &mut rand::rng());
         let node = nodes[picked.map_err(|e| PlaceError::NoNode(e.to_string()))?].clone();
-        view.placed
-            .push_back((now, hualu_common::clock::unix_now_ms(), node.id.clone()));
+        view.count(now, &node.id, ROOM_SIZE, 1);
         Ok(node)
     }
 
     /// Moves the rooms whose node is gone, restarted, or past its drain deadline, given the live `nodes`.
     /// A node absent from `nodes` is lost only when `absence_is_death` (Redis has held the cluster's state for
     /// a dead window); otherwise only restarted and drained nodes' rooms move.
-    fn rehome(&self, nodes: &[NodeInfo], absence_is_death: bool) {
+    fn rehome(self: &Arc<Self>, nodes: &[NodeInfo], absence_is_death: bool) {
         let now_ms = hualu_common::clock::unix_now_ms();
         let stranded: Vec<(String, String, &'static str)> = self
             .rooms()
             .iter()
             .filter(|(_, room)| room.ours)
             .filter_map(|(call, room)| {
-                let reason = match nodes.iter().find(|n| n.id == room.node) {
-                    None if !absence_is_death => return None,
-                    None => "node_lost",
-                    Some(n) if n.started_ms != room.started_ms => "node_lost",
-                    Some(n) if n.moving(now_ms) => "node_drained",
-                    Some(_) => return None,
-                };
+                let reason = gone(&room.node, room.started_ms, nodes, absence_is_death, now_ms)?;
                 Some((call.clone(), room.node.clone(), reason))
             })
             .collect();
@@ -230,8 +273,8 @@ impl Shared {
             };
             tracing::info!(%call, %from, to = %to.id, reason, "room moved");
             metrics::counter!("hualu_cluster_room_moves_total", "reason" => reason).increment(1);
-            self.rooms().insert(call.clone(), Room::on(&to));
-            let (registry, moves) = (self.registry.clone(), self.moves.clone());
+            let was_span = self.rehomed(&call, &to);
+            let (registry, moves, shared) = (self.registry.clone(), self.moves.clone(), self.clone());
             let (room, to_id) = (call.clone(), to.id.clone());
             tokio::spawn(async move {
                 // Recorded before the devices hear of it, so that what they are told is what the cluster lists;
@@ -244,6 +287,12 @@ impl Shared {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(%room, error = %e, "the room's new node could not be recorded"),
                 }
+                if was_span {
+                    // Its home now: not a span node as well.
+                    if let Err(e) = registry.shrink_room(&room, &to_id).await {
+                        tracing::warn!(%room, error = %e, "the room's span keeps its new home node");
+                    }
+                }
                 let _ = moves.send(Moved {
                     call: CallId(room.clone()),
                     reason,
@@ -251,15 +300,54 @@ impl Shared {
                 // The old node's copy of the room goes once its clients had time to leave by themselves (a
                 // close before they heard `move` would read to them as the call's end).
                 tokio::time::sleep(CLOSE_AFTER_MOVE).await;
-                order_close(&registry, room, from).await;
+                // Unless a device joined it there again since (a restarted node the room extended to).
+                if !shared.rooms().get(&room).is_some_and(|r| r.on_node(&from)) {
+                    order_close(&registry, room, from).await;
+                }
             });
         }
         metrics::gauge!("hualu_cluster_homeless_rooms").set(f64::from(homeless));
     }
+
+    /// Records that `call`'s room moved home to `to`, keeping its span (less `to`, if it was one of it); whether
+    /// `to` was in the span.
+    fn rehomed(&self, call: &str, to: &NodeInfo) -> bool {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(call) else {
+            rooms.insert(call.to_string(), Room::on(to));
+            return false;
+        };
+        let span = std::mem::take(&mut room.span);
+        let was_span = span.iter().any(|s| s.id == to.id);
+        *room = Room {
+            span: span.into_iter().filter(|s| s.id != to.id).collect(),
+            ..Room::on(to)
+        };
+        was_span
+    }
+}
+
+/// Why a room on node `id` (as it was when it started at `started_ms`; 0: not known) must leave it, given the
+/// live `nodes`: `node_lost` (gone, or restarted) or `node_drained` (past its drain deadline). A node absent from
+/// `nodes` is lost only when `absence_is_death`.
+pub(super) fn gone(
+    id: &str,
+    started_ms: u64,
+    nodes: &[NodeInfo],
+    absence_is_death: bool,
+    now_ms: u64,
+) -> Option<&'static str> {
+    match nodes.iter().find(|n| n.id == id) {
+        None if !absence_is_death => None,
+        None => Some("node_lost"),
+        Some(n) if started_ms != 0 && n.started_ms != started_ms => Some("node_lost"),
+        Some(n) if n.moving(now_ms) => Some("node_drained"),
+        Some(_) => None,
+    }
 }
 
 /// Tells `node` to close `room`; a lost order leaves the room to its participants' leaving or timing out.
-async fn order_close(registry: &Registry, room: String, node: String) {
+pub(super) async fn order_close(registry: &Registry, room: String, node: String) {
     let close = hualu_cluster::RoomClose { close: room, node };
     if let Err(e) = registry.publish_close(&close).await {
         tracing::warn!(room = %close.close, node = %close.node, error = %e, "could not tell the node to close the room");
@@ -278,8 +366,11 @@ async fn refresh(shared: Arc<Shared>, every: Duration) {
             Ok(nodes) => {
                 metrics::gauge!("hualu_cluster_nodes").set(nodes.len() as f64);
                 shared.view.lock().unwrap_or_else(PoisonError::into_inner).nodes = nodes.clone();
+                // Extensions other signaling nodes made to the rooms followed here.
+                shared.learn_spans(&nodes).await;
                 // A Redis that restarted empty has not heard every node again yet.
                 let absence_is_death = shared.registry.absence_is_death().await.unwrap_or(false);
+                shared.shrink_spans(&nodes, absence_is_death).await;
                 shared.rehome(&nodes, absence_is_death);
                 shared.rooms().retain(|_, r| r.ours || r.at.elapsed() < LOCATED_FOR);
                 if !healthy {
@@ -317,29 +408,26 @@ impl Placement for ClusterPlacement {
     }
 
     fn join(&self, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
-        let url = self
-            .shared
-            .rooms()
-            .get(&call.0)
-            .map(|r| r.url.clone())
-            .ok_or_else(|| PlaceError::NoNode(format!("call {call} has no room")))?;
-        self.tokens.join_at(&url, call, device)
+        self.join_for(call, device, true)
     }
 
     fn close(&self, call: &CallId) {
-        let node = self.shared.rooms().remove(&call.0).map(|r| r.node);
+        let known = self.shared.rooms().remove(&call.0).map(|r| r.node_ids());
         let (registry, room) = (self.shared.registry.clone(), call.0.clone());
         tokio::spawn(async move {
-            // Another signaling node placed it: Redis knows where.
-            let node = match node {
-                Some(n) => Some(n),
-                None => registry.room_node(&room).await.ok().flatten(),
-            };
+            // Redis knows the nodes this one does not: another signaling node placed the room, or extended it.
+            let mut nodes = known.unwrap_or_default();
+            match registry.room_and_span(&room).await {
+                Ok((home, span)) => nodes.extend(home.into_iter().chain(span)),
+                Err(e) => tracing::warn!(%room, error = %e, "closing the room on the nodes known here only"),
+            }
+            let mut seen = HashSet::new();
+            nodes.retain(|n| seen.insert(n.clone()));
             if let Err(e) = registry.close_room(&room).await {
                 tracing::warn!(%room, error = %e, "the room's record stays until it expires");
             }
-            if let Some(node) = node {
-                order_close(&registry, room, node).await;
+            for node in nodes {
+                order_close(&registry, room.clone(), node).await;
             }
         });
     }

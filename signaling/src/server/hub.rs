@@ -285,7 +285,8 @@ impl Hub {
             }
             ToHub::Routed(r) => {
                 let device = Device::new(&r.user, &r.device);
-                self.deliver_here(&device, r.event);
+                let event = self.rejoin(&device, r.event).await;
+                self.deliver_here(&device, event);
             }
             ToHub::Detach { session, generation } => {
                 let Some(s) = self.sessions.get_mut(&session).filter(|s| s.generation == generation) else {
@@ -493,12 +494,45 @@ impl Hub {
         }
     }
 
-    /// A `join` for `to`: in cluster mode, a room another signaling node placed is looked up first.
+    /// A `join` for `to`: in cluster mode, a room another signaling node placed is looked up first, and the
+    /// node `to` joins is decided by the signaling node its socket is on (its region), so one elsewhere gets the
+    /// home node here and a fresh decision there ([`Hub::rejoin`]).
     async fn join(&self, call: &crate::core::CallId, to: &Device) -> Result<Value, super::PlaceError> {
         if let Board::Shared(s) = &self.board {
             s.cluster.locate(call).await;
+            return s.cluster.join_for(call, to, self.open_here(to));
         }
         self.placement.join(call, to)
+    }
+
+    /// A `join` or `move` routed here from another signaling node, for a device whose socket is here: its node
+    /// in the room is decided again, here, where its region is known. Other events pass as they are.
+    async fn rejoin(&self, device: &Device, mut event: Value) -> Value {
+        let kind = event["type"].as_str().unwrap_or_default();
+        if !matches!(kind, "join" | "move") || !self.open_here(device) {
+            return event;
+        }
+        let Some(call) = event["call"].as_str().map(|c| crate::core::CallId(c.to_string())) else {
+            return event;
+        };
+        match self.join(&call, device).await {
+            Ok(Value::Object(fields)) => {
+                for (k, v) in fields {
+                    event[k] = v;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::info!(%call, error = %e, "cannot decide the node here; the routed join stands"),
+        }
+        event
+    }
+
+    /// Whether `device`'s socket is open on this node.
+    fn open_here(&self, device: &Device) -> bool {
+        self.by_device
+            .get(device)
+            .and_then(|id| self.sessions.get(id))
+            .is_some_and(|s| s.tx.is_some())
     }
 
     fn hook(&mut self, h: &Hook) {

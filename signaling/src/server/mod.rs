@@ -8,6 +8,7 @@ mod limit;
 pub mod placement;
 mod protocol;
 mod shared;
+mod span;
 mod ws;
 
 pub use hub::{HookSink, HubConfig};
@@ -233,20 +234,27 @@ fn shared_board(c: Arc<cluster::ClusterPlacement>, node_id: &str, limits: Limits
     }
 }
 
-/// In a cluster, the SFU nodes' media reports come through Redis (those from a room's old node are dropped), and
-/// rooms that moved reach the hub, which tells their devices.
+/// In a cluster, the SFU nodes' media reports come through Redis (those from a node the room is no longer on are
+/// dropped), and rooms that moved reach the hub, which tells their devices. Reports are checked one at a time, in
+/// order: one from a node the room just extended to may need a look in Redis.
 fn follow_cluster(
     c: Arc<cluster::ClusterPlacement>,
     control: CallControl,
     mut moved: mpsc::UnboundedReceiver<cluster::Moved>,
 ) {
     let registry = c.registry();
-    let media = control.clone();
+    let (reports, mut queue) = mpsc::unbounded_channel::<hualu_cluster::MediaEvent>();
     tokio::spawn(hualu_cluster::media::follow(registry, move |e| {
-        if c.hosts(&e.room, &e.node) {
-            media.media(&e.room, &e.identity, e.flowing);
-        }
+        let _ = reports.send(e);
     }));
+    let media = control.clone();
+    tokio::spawn(async move {
+        while let Some(e) = queue.recv().await {
+            if c.accepts(&e.room, &e.node).await {
+                media.media(&e.room, &e.identity, e.flowing);
+            }
+        }
+    });
     tokio::spawn(async move {
         while let Some(m) = moved.recv().await {
             let msg = hub::ToHub::Moved {

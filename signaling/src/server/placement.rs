@@ -50,7 +50,15 @@ pub struct LocalSfu {
 
 impl LocalSfu {
     /// The `join` fields for `device` in `call`'s room at `sfu_url`, with a room token signed by this node's key.
-    pub fn join_at(&self, sfu_url: &str, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
+    /// `links`: in a room that spans SFU nodes, the link addresses (`ip:port`) of the room's other nodes, which
+    /// the node at `sfu_url` relays the room's tracks with (the token's `grants.links`); empty otherwise.
+    pub fn join_at(
+        &self,
+        sfu_url: &str,
+        call: &CallId,
+        device: &Device,
+        links: Vec<String>,
+    ) -> Result<Value, PlaceError> {
         let now = hualu_common::clock::unix_now();
         let mut claims = Claims::new(&self.key.0, &device.user, now, self.token_ttl_secs);
         claims.device = Some(device.device.clone());
@@ -59,7 +67,7 @@ impl LocalSfu {
             publish: true,
             subscribe: true,
             admin: false,
-            links: Vec::new(),
+            links,
         };
         let token = token::mint(&self.key.1, &claims).map_err(|e| PlaceError::Token(e.to_string()))?;
         let ice_servers = self.turn.as_ref().map_or(json!([]), |t| t.ice_servers(&device.user));
@@ -74,7 +82,7 @@ impl Placement for LocalSfu {
     }
 
     fn join(&self, call: &CallId, device: &Device) -> Result<Value, PlaceError> {
-        self.join_at(&self.sfu_url, call, device)
+        self.join_at(&self.sfu_url, call, device, Vec::new())
     }
 
     fn close(&self, call: &CallId) {
