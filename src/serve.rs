@@ -11,6 +11,7 @@ use hualu_sfu::Node;
 use hualu_signaling::server::placement::CloseRoom;
 use hualu_signaling::server::{CallControl, LocalSfu, Placement};
 use hualu_turn::Relay;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -171,7 +172,7 @@ fn serve_api(
     sfu: Option<Arc<Node>>,
     signaling: bool,
     calls: &OnceLock<CallControl>,
-) -> anyhow::Result<std::net::SocketAddr> {
+) -> anyhow::Result<SocketAddr> {
     let build = || -> anyhow::Result<axum::Router> {
         let mut app = axum::Router::new();
         let sfu_here = sfu.clone();
@@ -209,8 +210,9 @@ fn wait_for_signal(running: &Running, signals: &AtomicUsize) {
     signals.store(0, Ordering::Relaxed);
 }
 
-/// Registers this SFU node in the cluster and starts its heartbeat.
-fn join_cluster(config: &Config, node: Arc<Node>, api: std::net::SocketAddr) -> anyhow::Result<(Heartbeat, Identity)> {
+/// Registers this SFU node in the cluster with its link addresses, starts its heartbeat, and opens its links to
+/// the other nodes (rooms that span nodes).
+fn join_cluster(config: &Config, node: Arc<Node>, api: SocketAddr) -> anyhow::Result<(Heartbeat, Identity)> {
     let c = &config.cluster;
     let id = match c.node_id.as_str() {
         "" => format!("{}-{}", hostname(), api.port()),
@@ -223,9 +225,22 @@ fn join_cluster(config: &Config, node: Arc<Node>, api: std::net::SocketAddr) -> 
         "" => format!("ws://{api}/rtc"),
         url => url.to_string(),
     };
-    let who = Identity { id, url };
+    // Where clients and the other nodes reach each shard: the address ICE advertises, on the shard's bound port.
+    let ip = config.sfu.advertised_ip();
+    let media = node
+        .udp_addrs()
+        .into_iter()
+        .map(|a| SocketAddr::new(ip, a.port()))
+        .collect();
+    let who = Identity { id, url, media };
+    // Every SFU node of the cluster derives the same key, so that they accept each other's links.
+    let key = c.link_key(&config.auth.api_keys).context(
+        "config: cluster.link_secret: must be set when auth.api_keys is empty (SFU nodes authenticate their links with it)",
+    )?;
     let load = node.clone();
     let beat = Heartbeat::start(c, who.clone(), Box::new(move || load.load())).context("joining the cluster")?;
+    // Only a cluster node relays rooms with other nodes; the key authenticates both ends of each link.
+    node.enable_links(key);
     // A call that ended, or whose room moved away, has its room closed here: its participants get `left`.
     beat.follow_closes(move |room| {
         tracing::debug!(%room, "call control closed the room");

@@ -16,5 +16,5 @@ pub mod signaling;
 
 pub use crate::core::quality::{Feedback, QualitySample, STATS_INTERVAL};
 pub use crate::core::roster::{JoinRequest, Joined, MediaReport, Participant, PeerId, Signal, Track};
-pub use crate::core::{JoinError, Limits, Preference, Quality, Sfu, KEYFRAME_REQUEST_INTERVAL};
+pub use crate::core::{JoinError, Limits, LinkStats, Preference, Quality, Sfu, KEYFRAME_REQUEST_INTERVAL};
 pub use node::{Node, NodeError};

@@ -83,6 +83,14 @@ impl Node {
         self.send(self.shard_of(room), Command::CloseRoom(room.to_string()))
     }
 
+    /// Lets every shard relay rooms that span nodes with the other SFU nodes of the cluster, which derive the
+    /// same `key` ([`hualu_common::config::ClusterConfig::link_key`]).
+    pub fn enable_links(&self, key: [u8; 32]) {
+        for shard in 0..self.shards.len() {
+            self.send(shard, Command::EnableLinks(key));
+        }
+    }
+
     /// Queues a command for a shard and wakes it. False if the shard has stopped.
     pub fn send(&self, shard: usize, cmd: Command) -> bool {
         let Some(s) = self.shards.get(shard) else { return false };

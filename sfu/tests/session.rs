@@ -18,6 +18,7 @@ fn who<'a>(room: &'a str, identity: &'a str, publish: bool, subscribe: bool) -> 
         publish,
         subscribe,
         server_offers: true,
+        links: &[],
     }
 }
 

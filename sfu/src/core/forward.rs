@@ -3,26 +3,57 @@
 use super::layers::{Rewrite, VideoPacket};
 use super::{PeerId, Sfu, SubState, KEYFRAME_REQUEST_INTERVAL};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Instant;
-use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
-use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::format::PayloadParams;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::Input;
+
+/// A received packet waiting to be forwarded: from a publisher here (str0m's `RtpPacket`, which cannot be
+/// built outside str0m) or from one on another node, over a link.
+#[derive(Debug, Clone)]
+pub(super) struct Relayed {
+    /// Extended sequence number.
+    pub(super) seq: SeqNo,
+    /// RTP timestamp.
+    pub(super) time: u32,
+    pub(super) marker: bool,
+    /// The publisher's payload type.
+    pub(super) pt: Pt,
+    pub(super) payload: Arc<[u8]>,
+    pub(super) ext_vals: ExtensionValues,
+    /// When it reached this node.
+    pub(super) arrived: Instant,
+}
+
+impl Relayed {
+    pub(super) fn from_rtp(p: RtpPacket) -> Self {
+        Self {
+            seq: p.seq_no,
+            time: p.header.timestamp,
+            marker: p.header.marker,
+            pt: p.header.payload_type,
+            payload: p.payload,
+            ext_vals: p.header.ext_vals,
+            arrived: p.timestamp,
+        }
+    }
+}
 
 impl Sfu {
     /// Sends `packet`, which came on `layer` of `source`'s track `mid`, to each subscriber with that track
     /// open: audio as it came, video renumbered for the subscriber's layer (see [`super::layers`]).
-    pub(super) fn forward(&mut self, source: PeerId, mid: Mid, layer: u8, packet: &RtpPacket, now: Instant) {
-        let Some(src) = self.peers.get(&source) else { return };
-        let pt_in = packet.header.payload_type;
-        let Some(params) = src.rtc.codec_config().find(|c| c.pt() == pt_in).copied() else {
+    pub(super) fn forward(&mut self, source: PeerId, mid: Mid, layer: u8, packet: &Relayed, now: Instant) {
+        let pt_in = packet.pt;
+        let Some(params) = self.codec_of(source, pt_in) else {
             return;
         };
         let spec = params.spec();
         let video = (spec.codec.is_video()).then(|| {
             let clock = spec.clock_rate.get();
-            let (seq, time) = (packet.seq_no, packet.header.timestamp);
-            let mut v = VideoPacket::new(spec.codec, layer, seq, time, &packet.payload, clock, now);
-            v.marker = packet.header.marker;
+            let mut v = VideoPacket::new(spec.codec, layer, packet.seq, packet.time, &packet.payload, clock, now);
+            v.marker = packet.marker;
             v
         });
         // Nothing here allocates: the track's subscriber list is lent out of the index and put back.
@@ -77,6 +108,14 @@ impl Sfu {
         }
     }
 
+    /// The codec of publisher `source`'s payload type `pt`, whether it is here or on another node.
+    fn codec_of(&self, source: PeerId, pt: Pt) -> Option<PayloadParams> {
+        match self.peers.get(&source) {
+            Some(src) => src.rtc.codec_config().find(|c| c.pt() == pt).copied(),
+            None => self.links.codec(source, pt),
+        }
+    }
+
     /// A subscriber asked for a keyframe on its m-line `mid`: ask the publisher, for the layer the subscriber
     /// receives (or waits for).
     pub(super) fn relay_keyframe_request(
@@ -126,6 +165,14 @@ impl Sfu {
                 return;
             }
         }
+        if self.links.is_remote(source) {
+            // Its node asks the publisher, and throttles as this one does.
+            if self.request_remote_keyframe(source, mid, layer, kind) {
+                self.quality.feedback.keyframes_relayed += 1;
+                self.last_keyframe_request.insert((source, mid, layer), now);
+            }
+            return;
+        }
         let Some(publisher) = self.peers.get_mut(&source) else {
             return;
         };
@@ -158,14 +205,14 @@ impl Sfu {
 }
 
 /// The packet as written to one subscriber: as it came, or renumbered.
-fn rtp_write(pt: str0m::media::Pt, packet: &RtpPacket, rewrite: Option<Rewrite>) -> RtpWrite {
+fn rtp_write(pt: Pt, packet: &Relayed, rewrite: Option<Rewrite>) -> RtpWrite {
     let (seq, time) = match rewrite {
         Some(r) => (r.seq, r.time),
-        None => (packet.seq_no, packet.header.timestamp),
+        None => (packet.seq, packet.time),
     };
-    let write = RtpWrite::new(pt, seq, time, packet.timestamp, packet.payload.clone())
-        .marker(packet.header.marker)
-        .ext_vals(packet.header.ext_vals.clone());
+    let write = RtpWrite::new(pt, seq, time, packet.arrived, packet.payload.clone())
+        .marker(packet.marker)
+        .ext_vals(packet.ext_vals.clone());
     match rewrite.and_then(|r| r.vp8) {
         Some(patch) => write.vp8_patch(patch),
         None => write,

@@ -85,6 +85,16 @@ impl Layers {
         }
     }
 
+    /// How many layers the track has (1 without simulcast).
+    pub(super) fn count(&self) -> usize {
+        self.meters.len()
+    }
+
+    /// Its rids, lowest first; empty without simulcast.
+    pub(super) fn rid_names(&self) -> Vec<String> {
+        self.rids.iter().map(|r| r.to_string()).collect()
+    }
+
     /// Whether the track is simulcast.
     pub(super) fn simulcast(&self) -> bool {
         !self.rids.is_empty()

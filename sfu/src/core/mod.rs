@@ -2,16 +2,20 @@
 
 mod forward;
 mod layers;
+mod link;
 mod negotiate;
 pub(crate) mod quality;
 pub(crate) mod roster;
 mod speakers;
 mod timers;
+mod tracks;
 mod video;
 
 use ahash::HashMap;
+use forward::Relayed;
 use layers::{Layers, Switcher};
 pub use layers::{Preference, Quality};
+pub use link::LinkStats;
 use roster::{JoinRequest, Joined, MediaReport, Participant, PeerId, Signal, Track};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,9 +23,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Simulcast};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType, Transmit};
-use str0m::rtp::RtpPacket;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 
 /// Keyframe requests relayed to a publisher, at most one per track per this long: a subscriber that lost a
@@ -231,10 +234,11 @@ pub struct Sfu {
     transmits: VecDeque<Transmit>,
     signals: VecDeque<(PeerId, Signal)>,
     reports: VecDeque<MediaReport>,
-    /// Packets received during a drain, forwarded once it ends: (publisher, its mid, layer, packet).
-    to_forward: Vec<(PeerId, Mid, u8, RtpPacket)>,
+    /// Packets received during a drain or over a link, forwarded once it ends: (publisher, its mid, layer,
+    /// packet).
+    to_forward: Vec<(PeerId, Mid, u8, Relayed)>,
     /// The other buffer of `to_forward`, swapped in while a batch is forwarded.
-    forward_spare: Vec<(PeerId, Mid, u8, RtpPacket)>,
+    forward_spare: Vec<(PeerId, Mid, u8, Relayed)>,
     /// Participants whose `Rtc` failed or panicked, removed after the current call.
     failed: Vec<PeerId>,
     /// Keyframe requests from subscribers during a drain: (subscriber, its mid, kind).
@@ -259,6 +263,8 @@ pub struct Sfu {
     layer_switches: u64,
     /// When each participant is next due.
     timers: timers::Timers,
+    /// Rooms that span nodes: their partners, and their participants there.
+    links: link::Links,
 }
 
 impl Sfu {
@@ -290,6 +296,7 @@ impl Sfu {
             next_layer_tick: None,
             layer_switches: 0,
             timers: timers::Timers::default(),
+            links: link::Links::default(),
         }
     }
 
@@ -332,10 +339,12 @@ impl Sfu {
         let members = self.rooms.entry(req.room.to_string()).or_default();
         let others: Vec<PeerId> = members.clone();
         members.push(id);
-        let participants: Vec<Participant> = others
+        self.span_join(req.room, req.links, now);
+        let mut participants: Vec<Participant> = others
             .iter()
             .filter_map(|m| self.peers.get(m).map(|p| p.participant(*m)))
             .collect();
+        participants.extend(self.remote_participants(req.room));
         let subscriptions = match req.subscribe {
             true => participants.iter().flat_map(|p| self.subs_of(p.id)).collect(),
             false => Vec::new(),
@@ -392,6 +401,9 @@ impl Sfu {
 
     /// New subscriptions to every track `source` publishes.
     fn subs_of(&self, source: PeerId) -> Vec<Subscription> {
+        if let Some(subs) = self.remote_subs(source) {
+            return subs;
+        }
         let Some(p) = self.peers.get(&source).filter(|p| p.publish) else {
             return Vec::new();
         };
@@ -432,6 +444,7 @@ impl Sfu {
                 track: track.to_string(),
                 muted,
             });
+            self.links.touch(&room);
         }
         true
     }
@@ -454,6 +467,11 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        if proto == Protocol::Udp && data.first() == Some(&link::wire::MAGIC) {
+            self.receive_link(now, source, data);
+            self.after_call(now);
+            return;
+        }
         let Ok(receive) = Receive::new(proto, source, destination, data) else {
             return;
         };
@@ -540,11 +558,19 @@ impl Sfu {
         let peer = self.peers.get(&id)?;
         let members = self.rooms.get(&peer.room)?;
         let others = members.iter().filter(|m| **m != id);
-        Some(
-            others
-                .filter_map(|m| self.peers.get(m).map(|p| p.participant(*m)))
-                .collect(),
-        )
+        let mut all: Vec<Participant> = others
+            .filter_map(|m| self.peers.get(m).map(|p| p.participant(*m)))
+            .collect();
+        all.extend(self.remote_participants(&peer.room));
+        Some(all)
+    }
+
+    /// Publisher `source`'s track `mid`, here or on another node.
+    fn published_of(&self, source: PeerId, mid: Mid) -> Option<&Published> {
+        match self.peers.get(&source) {
+            Some(p) => p.published.iter().find(|t| t.mid == mid),
+            None => self.links.published(source, mid),
+        }
     }
 
     /// Whether participant `id` is here.
@@ -672,7 +698,7 @@ impl Sfu {
     }
 
     /// A media packet from participant `id`: counted, and queued for forwarding.
-    fn received(&mut self, id: PeerId, p: RtpPacket, now: Instant) {
+    fn received(&mut self, id: PeerId, p: str0m::rtp::RtpPacket, now: Instant) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
         if !peer.publish {
             return;
@@ -692,70 +718,7 @@ impl Sfu {
             return;
         };
         track.layers.record(layer, p.payload.len(), now);
-        self.to_forward.push((id, mid, layer, p));
-    }
-
-    /// Participant `id` publishes `mid`: the room is told, and every other subscribing participant subscribes.
-    fn published(&mut self, id: PeerId, mid: Mid, kind: MediaKind, simulcast: Option<Simulcast>, now: Instant) {
-        let Some(peer) = self.peers.get_mut(&id) else { return };
-        if !peer.publish || peer.published.iter().any(|p| p.mid == mid) {
-            return;
-        }
-        let rids = simulcast
-            .filter(|_| kind == MediaKind::Video)
-            .map(|s| if s.recv.is_empty() { s.send } else { s.recv })
-            .unwrap_or_default();
-        let p = Published {
-            mid,
-            kind,
-            muted: false,
-            layers: Layers::new(rids.into_iter().map(|l| l.rid).collect()),
-        };
-        let announced = track(id, &p);
-        peer.published.push(p);
-        if kind == MediaKind::Video {
-            self.next_layer_tick.get_or_insert(now + layers::LAYER_INTERVAL);
-        }
-        let room = peer.room.clone();
-        self.tell_room(&room, id, |_| Signal::TrackPublished {
-            participant: id,
-            track: announced.clone(),
-        });
-        for other in self.rooms.get(&room).into_iter().flatten() {
-            if *other == id {
-                continue;
-            }
-            if let Some(p) = self.peers.get_mut(other).filter(|p| p.subscribe) {
-                p.subscriptions.push(sub(id, mid, kind));
-                self.to_negotiate.push(*other);
-            }
-        }
-    }
-
-    /// Participant `id` no longer sends `mid`: the room is told, and the subscribers' m-lines are stopped.
-    fn unpublished(&mut self, id: PeerId, mid: Mid) {
-        let Some(peer) = self.peers.get_mut(&id) else { return };
-        let before = peer.published.len();
-        peer.published.retain(|p| p.mid != mid);
-        if peer.published.len() == before {
-            return;
-        }
-        let room = peer.room.clone();
-        self.tell_room(&room, id, |_| Signal::TrackUnpublished {
-            participant: id,
-            track: Track::id_of(id, mid),
-        });
-        self.fanout.remove(&(id, mid));
-        self.stop_subscriptions(|s| s.source == id && s.source_mid == mid);
-    }
-
-    /// Queues a signal for every member of `room` but `except`.
-    fn tell_room(&mut self, room: &str, except: PeerId, signal: impl Fn(PeerId) -> Signal) {
-        for other in self.rooms.get(room).into_iter().flatten() {
-            if *other != except {
-                self.signals.push_back((*other, signal(*other)));
-            }
-        }
+        self.to_forward.push((id, mid, layer, Relayed::from_rtp(p)));
     }
 
     /// Forwards what the last calls received, renegotiates where tracks are waiting, and drops failed peers.
@@ -765,12 +728,14 @@ impl Sfu {
             let mut batch = std::mem::replace(&mut self.to_forward, std::mem::take(&mut self.forward_spare));
             for (source, mid, layer, packet) in batch.drain(..) {
                 self.forward(source, mid, layer, &packet, now);
+                self.relay_out(source, mid, layer, &packet);
             }
             self.forward_spare = batch;
             for (subscriber, mid, kind) in std::mem::take(&mut self.keyframe_requests) {
                 self.relay_keyframe_request(subscriber, mid, kind, now);
             }
         }
+        self.flush_states();
         for id in std::mem::take(&mut self.to_negotiate) {
             self.renegotiate(id, now);
         }
@@ -782,45 +747,6 @@ impl Sfu {
             self.remove(id);
         }
         self.settle_timers();
-    }
-
-    /// Stops, at every subscriber, the subscriptions `which` selects: those not yet offered are forgotten,
-    /// the others' m-lines are stopped at the next renegotiation.
-    fn stop_subscriptions(&mut self, which: impl Fn(&Subscription) -> bool) {
-        for (other, p) in &mut self.peers {
-            if !p.subscriptions.iter().any(&which) {
-                continue;
-            }
-            p.subscriptions.retain(|s| !which(s) || s.state != SubState::ToOpen);
-            for s in p.subscriptions.iter_mut().filter(|s| which(s)) {
-                if let SubState::Negotiating(mid) | SubState::Open(mid) = s.state {
-                    s.state = SubState::ToStop(mid);
-                }
-            }
-            self.to_negotiate.push(*other);
-        }
-    }
-
-    fn remove(&mut self, id: PeerId) {
-        let Some(peer) = self.peers.remove(&id) else { return };
-        self.by_remote.retain(|_, p| *p != id);
-        self.by_ufrag.remove(&peer.ufrag);
-        self.speakers.forget(id);
-        self.quality.forget(id);
-        self.last_keyframe_request.retain(|(p, _, _), _| *p != id);
-        self.tell_room(&peer.room, id, |_| Signal::ParticipantLeft(id));
-        if let Some(members) = self.rooms.get_mut(&peer.room) {
-            members.retain(|m| *m != id);
-            if members.is_empty() {
-                self.rooms.remove(&peer.room);
-            }
-        }
-        self.fanout.retain(|(source, _), _| *source != id);
-        for targets in self.fanout.values_mut() {
-            targets.retain(|t| t.subscriber != id);
-        }
-        self.stop_subscriptions(|s| s.source == id);
-        tracing::debug!(peer = id, room = %peer.room, "removed");
     }
 }
 

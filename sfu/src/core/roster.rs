@@ -22,6 +22,8 @@ pub struct JoinRequest<'a> {
     /// for server offers, it receives tracks only on the receive m-lines its own offer brought, in order of
     /// publication and matched by kind, and a track that finds no free m-line waits for one.
     pub server_offers: bool,
+    /// The link addresses of the room's other SFU nodes, from the token (`grants.links`): the room spans them.
+    pub links: &'a [std::net::SocketAddr],
 }
 
 /// A participant as the others see it.

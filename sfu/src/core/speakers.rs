@@ -87,7 +87,10 @@ impl Sfu {
             return;
         }
         for (room, members) in &self.rooms {
-            let speaking = self.speakers.speaking(members);
+            // With the room's participants on other nodes, whose packets are recorded as they arrive.
+            let mut all = members.clone();
+            all.extend(self.links.members(room));
+            let speaking = self.speakers.speaking(&all);
             let ids: Vec<PeerId> = speaking.iter().map(|(id, _)| *id).collect();
             let before = self.speakers.announced.get(room).map_or(&[][..], Vec::as_slice);
             if ids == before {

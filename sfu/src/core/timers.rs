@@ -112,6 +112,7 @@ impl Sfu {
         }
         self.tick_speakers(now);
         self.tick_layers(now);
+        self.tick_links(now);
         self.after_call(now);
     }
 
@@ -164,6 +165,7 @@ impl Sfu {
             .into_iter()
             .chain(self.speakers.due())
             .chain(self.next_layer_tick)
+            .chain(self.links.due())
             .min()
     }
 }

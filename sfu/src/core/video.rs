@@ -86,6 +86,10 @@ impl Sfu {
                 video = true;
             }
         }
+        for t in self.links.published_mut().filter(|t| t.kind == MediaKind::Video) {
+            t.layers.measure(now);
+            video = true;
+        }
         self.next_layer_tick = video.then(|| now + LAYER_INTERVAL);
         let subscribers: Vec<PeerId> = self
             .peers
@@ -172,11 +176,7 @@ impl Sfu {
             if s.kind != MediaKind::Video {
                 continue;
             }
-            let source = self.peers.get(&s.source);
-            let Some(layers) = source
-                .and_then(|p| p.published.iter().find(|t| t.mid == s.source_mid))
-                .map(|t| &t.layers)
-            else {
+            let Some(layers) = self.published_of(s.source, s.source_mid).map(|t| &t.layers) else {
                 continue;
             };
             sending += s.choice.map_or(0, |l| layers.rate(l));

@@ -62,6 +62,8 @@ pub struct Join {
     pub server_offers: bool,
     /// The client's offer.
     pub offer: SdpOffer,
+    /// The link addresses of the room's other SFU nodes (the token's `grants.links`).
+    pub links: Vec<SocketAddr>,
 }
 
 /// What the signaling side asks of a shard.
@@ -87,6 +89,8 @@ pub enum Command {
     Leave(PeerId),
     /// The room ends: everyone in it leaves (the call it carried ended).
     CloseRoom(String),
+    /// The shard relays rooms that span nodes with the other SFU nodes that hold this key (cluster mode).
+    EnableLinks([u8; 32]),
     /// The shard stops.
     Stop,
 }
@@ -333,6 +337,7 @@ impl Shard {
                     publish: join.publish,
                     subscribe: join.subscribe,
                     server_offers: join.server_offers,
+                    links: &join.links,
                 };
                 let joined = self.sfu.join(req, join.offer, now);
                 if let Ok(j) = &joined {
@@ -387,6 +392,7 @@ impl Shard {
                 self.events.remove(&id);
             }
             Command::CloseRoom(room) => self.sfu.close_room(&room, "the call ended", now),
+            Command::EnableLinks(key) => self.sfu.enable_links(key),
             Command::Stop => self.stopping = true,
         }
     }
@@ -406,6 +412,7 @@ impl Shard {
                 _ => self.conns.send(t.destination, &t.contents, &self.poll),
             }
         }
+        self.flush_links();
         self.flush_udp();
         while let Some((id, signal)) = self.sfu.poll_signal() {
             let ended = matches!(signal, Signal::Ended(_));
@@ -421,6 +428,19 @@ impl Shard {
                 o(r);
             }
         }
+    }
+
+    /// Traffic on the links to other SFU nodes (rooms that span nodes).
+    fn publish_links(&self, label: &[(&'static str, String); 1]) {
+        let l = self.sfu.link_stats();
+        for (direction, packets, bytes) in [("out", l.packets_out, l.bytes_out), ("in", l.packets_in, l.bytes_in)] {
+            let labels = [label[0].clone(), ("direction", direction.to_string())];
+            metrics::counter!("hualu_sfu_link_packets_total", &labels).absolute(packets);
+            metrics::counter!("hualu_sfu_link_bytes_total", &labels).absolute(bytes);
+        }
+        metrics::counter!("hualu_sfu_link_media_sent_total", label).absolute(l.media_out);
+        metrics::counter!("hualu_sfu_link_refused_total", label).absolute(l.refused);
+        metrics::gauge!("hualu_sfu_link_partners", label).set(self.sfu.link_partners() as f64);
     }
 
     /// Subscribers' receiver reports as summaries, and feedback totals as counters.
@@ -445,6 +465,17 @@ impl Shard {
         metrics::counter!("hualu_sfu_keyframe_requests_relayed_total", label).absolute(f.keyframes_relayed);
         metrics::counter!("hualu_sfu_keyframe_requests_throttled_total", label).absolute(f.keyframes_throttled);
         metrics::counter!("hualu_sfu_layer_switches_total", label).absolute(self.sfu.layer_switches());
+    }
+
+    /// Queues the datagrams the core has for other SFU nodes (rooms that span nodes) with the others.
+    fn flush_links(&mut self) {
+        let (out, udp, stats) = (&mut self.out, &self.udp, &mut self.stats);
+        self.sfu.drain_links(|to, data| {
+            if out.is_full() {
+                stats.send_drops += out.flush(udp.as_raw_fd()).dropped as u64;
+            }
+            out.push(to, data);
+        });
     }
 
     fn flush_udp(&mut self) {
@@ -482,6 +513,7 @@ impl Shard {
         metrics::counter!("hualu_sfu_loop_wakeups_total", &label).increment(s.wakeups);
         metrics::counter!("hualu_sfu_send_drops_total", &label).increment(s.send_drops);
         metrics::counter!("hualu_sfu_rtc_timeouts_total", &label).absolute(self.sfu.rtc_timeouts());
+        self.publish_links(&label);
         self.publish_quality(&label);
         let panics = self.sfu.panics();
         metrics::counter!("hualu_sfu_peer_panics_total", &label).absolute(panics);

@@ -99,6 +99,7 @@ impl RtcState {
             subscribe: grants.1,
             server_offers,
             offer,
+            links: links_of(claims),
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         if !self
@@ -172,4 +173,20 @@ async fn upgrade(
 
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+}
+
+/// The link addresses a token names (`grants.links`); one that does not parse is left out, with a warning.
+fn links_of(claims: &Claims) -> Vec<std::net::SocketAddr> {
+    claims
+        .grants
+        .links
+        .iter()
+        .filter_map(|l| match l.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                tracing::warn!(link = %l, "a token's link address does not parse; it is left out");
+                None
+            }
+        })
+        .collect()
 }

@@ -162,6 +162,7 @@ pub fn req(room: &str) -> JoinRequest<'_> {
         publish: true,
         subscribe: true,
         server_offers: true,
+        links: &[],
     }
 }
 
