@@ -230,6 +230,25 @@ impl ClusterPlacement {
             rooms.insert(call.0.clone(), room);
         }
     }
+
+    /// Learns the room of `call` from a `join` or `move` another signaling node minted, whose room URL `url` is
+    /// the home node it decided, when neither this node nor Redis knows the room yet: the write that placed it
+    /// may still be on its way, behind the routed event.
+    pub fn learn_home(&self, call: &CallId, url: &str) {
+        if self.shared.rooms().contains_key(&call.0) {
+            return;
+        }
+        let view = self.shared.view.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = view.nodes.iter().find(|n| n.url == url).map(|n| Room {
+            ours: false,
+            reserved: 0,
+            ..Room::on(n)
+        });
+        drop(view);
+        if let Some(room) = room {
+            self.shared.rooms().entry(call.0.clone()).or_insert(room);
+        }
+    }
 }
 
 impl Shared {

@@ -515,6 +515,10 @@ impl Hub {
         let Some(call) = event["call"].as_str().map(|c| crate::core::CallId(c.to_string())) else {
             return event;
         };
+        if let (Board::Shared(s), Some(url)) = (&self.board, event["sfu_url"].as_str()) {
+            s.cluster.locate(&call).await;
+            s.cluster.learn_home(&call, url);
+        }
         match self.join(&call, device).await {
             Ok(Value::Object(fields)) => {
                 for (k, v) in fields {
