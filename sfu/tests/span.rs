@@ -27,6 +27,8 @@ struct Pair {
     linked: bool,
     /// Link datagrams that went to an address that is not the other node.
     misrouted: usize,
+    /// The longest link datagram passed: a shard sends and receives at most 2,048 bytes.
+    longest: usize,
 }
 
 impl Pair {
@@ -42,6 +44,7 @@ impl Pair {
             b,
             linked: true,
             misrouted: 0,
+            longest: 0,
         }
     }
 
@@ -92,6 +95,7 @@ impl Pair {
     fn deliver(&mut self, datagrams: Vec<(SocketAddr, Vec<u8>)>, from: SocketAddr, to: SocketAddr, to_a: bool) {
         let w = if to_a { &mut self.a } else { &mut self.b };
         for (dest, d) in datagrams {
+            self.longest = self.longest.max(d.len());
             if dest != to {
                 self.misrouted += 1;
                 continue;
@@ -153,6 +157,7 @@ fn everyone_hears_everyone_and_each_track_crosses_the_link_once() {
         );
     }
     assert_eq!(p.misrouted, 0);
+    assert!(p.longest <= 2048, "the longest link datagram was {} bytes", p.longest);
     assert_eq!(p.a.sfu.link_stats().refused + p.b.sfu.link_stats().refused, 0);
 }
 
@@ -253,4 +258,26 @@ fn datagrams_without_the_key_or_from_strangers_are_refused() {
     assert_eq!(p.a.sfu.link_partners(), 0);
     let alice = p.a.clients[0].id;
     assert!(!p.a.signals_to(alice).any(|s| matches!(s, Signal::ParticipantJoined(_))));
+}
+
+#[test]
+fn a_big_room_s_state_crosses_in_datagrams_a_shard_can_carry() {
+    let mut p = Pair::new();
+    p.a.join(2, "r");
+    for n in 10..22 {
+        p.join_b(n, "r", true);
+    }
+    p.run(Duration::from_secs(3));
+    let alice = p.a.clients[0].id;
+    let joined =
+        p.a.signals_to(alice)
+            .filter(|s| matches!(s, Signal::ParticipantJoined(_)))
+            .count();
+    assert_eq!(joined, 12, "alice hears of the twelve on the other node");
+    assert!(p.longest <= 2048, "the longest link datagram was {} bytes", p.longest);
+    assert!(
+        p.a.clients[0].frames_of(MediaKind::Video) > 12 * 50,
+        "and gets their video"
+    );
+    assert_eq!(heard(&p.a, 0, 50), 12, "and hears them");
 }

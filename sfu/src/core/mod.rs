@@ -162,7 +162,13 @@ struct Published {
     muted: bool,
     /// For video, its layers.
     layers: Layers,
+    /// The payload types its packets came with (of a publisher here): a room that spans nodes names their codecs
+    /// to the other nodes.
+    pts: Vec<Pt>,
 }
+
+/// A track's payload types kept at most ([`Published::pts`]).
+const MAX_TRACK_PTS: usize = 8;
 
 /// One participant.
 struct Peer {
@@ -296,7 +302,7 @@ impl Sfu {
             next_layer_tick: None,
             layer_switches: 0,
             timers: timers::Timers::default(),
-            links: link::Links::default(),
+            links: link::Links::new(),
         }
     }
 
@@ -718,6 +724,12 @@ impl Sfu {
             return;
         };
         track.layers.record(layer, p.payload.len(), now);
+        let pt = p.header.payload_type;
+        if !track.pts.contains(&pt) && track.pts.len() < MAX_TRACK_PTS {
+            // Other nodes learn its codec from the room's next state, sent at once.
+            track.pts.push(pt);
+            self.links.touch(&peer.room);
+        }
         self.to_forward.push((id, mid, layer, Relayed::from_rtp(p)));
     }
 

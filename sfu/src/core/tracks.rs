@@ -30,6 +30,7 @@ impl Sfu {
             kind,
             muted: false,
             layers: Layers::new(rids.into_iter().map(|l| l.rid).collect()),
+            pts: Vec::new(),
         };
         let room = peer.room.clone();
         peer.published.push(p.clone());

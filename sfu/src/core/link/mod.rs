@@ -69,6 +69,10 @@ pub(super) struct Links {
     sends: Vec<(SocketAddr, usize, usize)>,
     next_tick: Option<Instant>,
     stats: LinkStats,
+    /// Drawn when the core starts, sent in each state ([`wire::State::boot`]).
+    boot: u32,
+    /// The last state's epoch.
+    epoch: u32,
 }
 
 /// A room held here, as it spans nodes.
@@ -85,6 +89,47 @@ struct Partner {
     heard: Instant,
     /// Its participants in the room: (their id there, their id here).
     ids: Vec<(u64, PeerId)>,
+    /// Its `boot` and the epoch of its last state taken.
+    boot: u32,
+    applied: Option<u32>,
+    /// The datagrams of a state still coming in: its epoch, and their participants.
+    pending: Option<(u32, Vec<wire::Participant>)>,
+}
+
+impl Partner {
+    fn new(addr: SocketAddr, now: Instant) -> Self {
+        Partner {
+            addr,
+            heard: now,
+            ids: Vec::new(),
+            boot: 0,
+            applied: None,
+            pending: None,
+        }
+    }
+
+    /// Takes one datagram of a state: the whole state's participants once every datagram of its epoch is in.
+    /// A datagram of an older state than one taken or being taken (reordered on the way) is dropped.
+    fn assemble(&mut self, s: wire::State) -> Option<Vec<wire::Participant>> {
+        let older = |than: u32| (s.epoch.wrapping_sub(than) as i32) < 0;
+        if s.boot != self.boot {
+            (self.boot, self.applied, self.pending) = (s.boot, None, None);
+        }
+        if self.applied.is_some_and(|a| older(a) || a == s.epoch) {
+            return None;
+        }
+        match &mut self.pending {
+            Some((e, _)) if older(*e) => return None,
+            Some((e, got)) if *e == s.epoch => got.extend(s.participants),
+            _ => self.pending = Some((s.epoch, s.participants)),
+        }
+        let (_, got) = self.pending.as_ref()?;
+        if got.len() < s.total as usize {
+            return None;
+        }
+        self.applied = Some(s.epoch);
+        self.pending.take().map(|(_, got)| got)
+    }
 }
 
 /// A participant of a spanned room on another node.
@@ -99,6 +144,13 @@ struct Remote {
 }
 
 impl Links {
+    pub(super) fn new() -> Self {
+        Links {
+            boot: rand::random(),
+            ..Links::default()
+        }
+    }
+
     /// `room`'s state changed: it goes to the partners after this call.
     pub(super) fn touch(&mut self, room: &str) {
         if let Some(s) = self.spans.get_mut(room) {
@@ -172,11 +224,7 @@ fn add_partner(span: &mut Span, addr: SocketAddr, me: SocketAddr, now: Instant) 
     if addr == me || span.partners.iter().any(|p| p.addr == addr) {
         return false;
     }
-    span.partners.push(Partner {
-        addr,
-        heard: now,
-        ids: Vec::new(),
-    });
+    span.partners.push(Partner::new(addr, now));
     true
 }
 
@@ -232,7 +280,12 @@ impl Sfu {
             return;
         };
         self.links.by_tag.remove(&span.tag);
-        let empty = wire::State::default();
+        self.links.epoch = self.links.epoch.wrapping_add(1);
+        let empty = wire::State {
+            boot: self.links.boot,
+            epoch: self.links.epoch,
+            ..wire::State::default()
+        };
         for p in &span.partners {
             self.links
                 .queue(p.addr, |out| wire::encode_state(out, span.tag, &empty));
@@ -374,13 +427,21 @@ impl Sfu {
         if span.partners.is_empty() {
             return;
         }
-        let state = wire::State {
-            partners: span.partners.iter().map(|p| p.addr).collect(),
-            participants: self.local_state(room),
-        };
         let (tag, to): (u64, Vec<SocketAddr>) = (span.tag, span.partners.iter().map(|p| p.addr).collect());
-        for addr in to {
-            self.links.queue(addr, |out| wire::encode_state(out, tag, &state));
+        let parts = wire::chunks(self.local_state(room));
+        self.links.epoch = self.links.epoch.wrapping_add(1);
+        let total = parts.iter().map(Vec::len).sum::<usize>() as u32;
+        for participants in parts {
+            let state = wire::State {
+                boot: self.links.boot,
+                epoch: self.links.epoch,
+                total,
+                partners: to.clone(),
+                participants,
+            };
+            for addr in &to {
+                self.links.queue(*addr, |out| wire::encode_state(out, tag, &state));
+            }
         }
     }
 
@@ -391,17 +452,12 @@ impl Sfu {
             .iter()
             .filter_map(|id| {
                 let p = self.peers.get(id)?;
-                let kinds: Vec<bool> = p.published.iter().map(|t| t.kind == MediaKind::Video).collect();
-                // Only the codecs of the kinds it publishes, and no retransmission formats: the rest would only
-                // swell the datagram.
-                let codecs = p
-                    .rtc
-                    .codec_config()
-                    .params()
-                    .iter()
-                    .filter(|c| kinds.contains(&c.spec().codec.is_video()))
-                    .copied()
-                    .collect();
+                // Only the codecs its packets used: the session's whole list would swell the state.
+                let mut codecs: Vec<PayloadParams> = Vec::new();
+                for pt in p.published.iter().flat_map(|t| &t.pts) {
+                    let c = p.rtc.codec_config().find(|c| c.pt() == *pt).copied();
+                    codecs.extend(c.filter(|c| !codecs.iter().any(|k| k.pt() == c.pt())));
+                }
                 Some(wire::Participant {
                     id: *id,
                     identity: p.identity.clone(),
@@ -515,13 +571,22 @@ impl Sfu {
             return;
         };
         partner.heard = now;
-        let old = std::mem::take(&mut partner.ids);
+        let whole = partner.assemble(state);
         if added {
             links.dirty = true;
             links.recount();
         }
-        let mut ids = Vec::with_capacity(state.participants.len());
-        for p in state.participants {
+        let Some(participants) = whole else { return };
+        let Some(partner) = links
+            .spans
+            .get_mut(&room)
+            .and_then(|s| s.partners.iter_mut().find(|p| p.addr == source))
+        else {
+            return;
+        };
+        let old = std::mem::take(&mut partner.ids);
+        let mut ids = Vec::with_capacity(participants.len());
+        for p in participants {
             let theirs = p.id;
             match old.iter().find(|(t, _)| *t == theirs) {
                 Some(&(_, id)) => {
@@ -650,5 +715,55 @@ fn published_of(t: &wire::TrackState) -> Option<Published> {
         kind,
         muted: t.muted,
         layers: Layers::new(t.rids.iter().map(|r| r.as_str().into()).collect()),
+        pts: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{wire, Partner};
+    use std::time::Instant;
+
+    fn who(id: u64) -> wire::Participant {
+        wire::Participant {
+            id,
+            identity: format!("u{id}"),
+            codecs: Vec::new(),
+            tracks: Vec::new(),
+        }
+    }
+
+    fn part(boot: u32, epoch: u32, total: u32, ids: &[u64]) -> wire::State {
+        wire::State {
+            boot,
+            epoch,
+            total,
+            partners: Vec::new(),
+            participants: ids.iter().map(|i| who(*i)).collect(),
+        }
+    }
+
+    fn ids(got: Option<Vec<wire::Participant>>) -> Option<Vec<u64>> {
+        got.map(|v| v.iter().map(|p| p.id).collect())
+    }
+
+    #[test]
+    fn a_state_in_several_datagrams_is_taken_once_all_are_in() {
+        let mut p = Partner::new("10.0.0.2:1".parse().expect("addr"), Instant::now());
+        assert_eq!(ids(p.assemble(part(1, 5, 3, &[1, 2]))), None);
+        assert_eq!(ids(p.assemble(part(1, 5, 3, &[3]))), Some(vec![1, 2, 3]));
+        // The same epoch again (a duplicate) and an older one (reordered) are dropped.
+        assert_eq!(ids(p.assemble(part(1, 5, 1, &[9]))), None);
+        assert_eq!(ids(p.assemble(part(1, 4, 1, &[9]))), None);
+        // A lost datagram leaves that state incomplete; the next one is taken whole.
+        assert_eq!(ids(p.assemble(part(1, 6, 2, &[1]))), None);
+        assert_eq!(ids(p.assemble(part(1, 7, 1, &[4]))), Some(vec![4]));
+        // Nobody left: an empty state.
+        assert_eq!(ids(p.assemble(part(1, 8, 0, &[]))), Some(vec![]));
+        // The sender restarted: its epochs start again.
+        assert_eq!(ids(p.assemble(part(2, 1, 1, &[7]))), Some(vec![7]));
+        // Epochs wrap.
+        assert_eq!(ids(p.assemble(part(3, u32::MAX, 1, &[1]))), Some(vec![1]));
+        assert_eq!(ids(p.assemble(part(3, 0, 1, &[2]))), Some(vec![2]));
+    }
 }

@@ -66,16 +66,51 @@ pub struct Keyframe {
 }
 
 /// What a node has of a room, sent to each other node of the room every second and at once on a change. The
-/// whole state each time, so a lost one is mended by the next.
+/// whole state each time, so a lost one is mended by the next. It may take several datagrams, each within
+/// [`STATE_BUDGET`] bytes of participants, all of one `epoch`: the receiver takes the state once it has
+/// `total` participants of that epoch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
+    /// A random number the sending core drew when it started: a new one means the sender restarted, and its
+    /// epochs start again.
+    #[serde(default)]
+    pub boot: u32,
+    /// Which state of the sender this is part of; each new state has a higher one.
+    #[serde(default)]
+    pub epoch: u32,
+    /// How many participants the whole state names.
+    #[serde(default)]
+    pub total: u32,
     /// The other nodes the sender relays this room with, by link address: a node that joins the room knows only
     /// the one it was sent to, and learns the rest from it.
     #[serde(default)]
     pub partners: Vec<SocketAddr>,
-    /// The sender's participants in the room.
+    /// The sender's participants in the room, or those of them this datagram carries.
     #[serde(default)]
     pub participants: Vec<Participant>,
+}
+
+/// The most bytes of participants (as JSON) one state datagram carries: with the header and the partners, a
+/// datagram stays well within an Ethernet MTU, and within the shard's 2,048-byte datagram buffers.
+pub const STATE_BUDGET: usize = 1000;
+
+/// Splits `participants` into groups whose JSON fits [`STATE_BUDGET`] each (a participant bigger than that goes
+/// alone); at least one group, empty when there is nobody.
+pub fn chunks(participants: Vec<Participant>) -> Vec<Vec<Participant>> {
+    let mut out: Vec<Vec<Participant>> = vec![Vec::new()];
+    let mut used = 0;
+    for p in participants {
+        let size = serde_json::to_vec(&p).map_or(STATE_BUDGET, |v| v.len() + 1);
+        let last = out.len() - 1;
+        if !out[last].is_empty() && used + size > STATE_BUDGET {
+            out.push(Vec::new());
+            used = 0;
+        }
+        used += size;
+        let last = out.len() - 1;
+        out[last].push(p);
+    }
+    out
 }
 
 /// A participant of the sending node.
@@ -295,6 +330,9 @@ mod tests {
     #[test]
     fn a_state_round_trips_with_its_codecs() {
         let s = State {
+            boot: 3,
+            epoch: 12,
+            total: 1,
             partners: vec!["10.0.0.2:50000".parse().expect("addr")],
             participants: vec![Participant {
                 id: 7,
@@ -311,6 +349,25 @@ mod tests {
         let mut out = Vec::new();
         encode_state(&mut out, 9, &s);
         assert_eq!(decode(&out), Ok((9, Message::State(s))));
+    }
+
+    #[test]
+    fn a_big_state_is_cut_into_datagrams_that_fit() {
+        let p = |id: u64| Participant {
+            id,
+            identity: format!("user-{id:040}"),
+            codecs: Vec::new(),
+            tracks: Vec::new(),
+        };
+        assert_eq!(chunks(Vec::new()), vec![Vec::<Participant>::new()]);
+        let all: Vec<Participant> = (0..100).map(p).collect();
+        let parts = chunks(all.clone());
+        assert!(parts.len() > 1, "{} parts", parts.len());
+        for part in &parts {
+            let size = serde_json::to_vec(part).expect("json").len();
+            assert!(size <= STATE_BUDGET + 2, "{size} bytes");
+        }
+        assert_eq!(parts.concat(), all, "every participant once, in order");
     }
 
     #[test]
