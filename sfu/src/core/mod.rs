@@ -735,6 +735,8 @@ impl Sfu {
 
     /// Forwards what the last calls received, renegotiates where tracks are waiting, and drops failed peers.
     fn after_call(&mut self, now: Instant) {
+        // A state goes before the packets it names codecs for, so the other nodes can forward them at once.
+        self.flush_states();
         while !self.to_forward.is_empty() || !self.keyframe_requests.is_empty() {
             // The batch's buffer is reused, so forwarding allocates nothing per packet.
             let mut batch = std::mem::replace(&mut self.to_forward, std::mem::take(&mut self.forward_spare));
@@ -747,7 +749,6 @@ impl Sfu {
                 self.relay_keyframe_request(subscriber, mid, kind, now);
             }
         }
-        self.flush_states();
         for id in std::mem::take(&mut self.to_negotiate) {
             self.renegotiate(id, now);
         }
@@ -758,6 +759,7 @@ impl Sfu {
             }
             self.remove(id);
         }
+        self.flush_states();
         self.settle_timers();
     }
 }
