@@ -406,7 +406,7 @@ fn the_admin_api_lists_nodes_rooms_and_calls_and_drains_a_node_on_request() {
         .collect();
     assert_eq!(members, ["joined", "joined"], "{v}");
     let (_, v) = admin(&s, "GET", "/admin/rooms", &token, "");
-    assert_eq!(v["rooms"], json!([{"room": call, "node": id}]), "{v}");
+    assert_eq!(v["rooms"], json!([{"room": call, "node": id, "span": []}]), "{v}");
 
     // Bad requests are named; an unknown node is not found.
     let (status, v) = admin(

@@ -254,7 +254,7 @@ fn datagrams_without_the_key_or_from_strangers_are_refused() {
     p.a.sfu
         .handle_receive(p.a.now, Protocol::Udp, node_b(), node_a(), &[0x68, 1, 2]);
     p.run(Duration::from_millis(300));
-    assert!(p.a.sfu.link_stats().refused >= 2, "{:?}", p.a.sfu.link_stats());
+    assert!(p.a.sfu.link_stats().refused >= 1, "{:?}", p.a.sfu.link_stats());
     assert_eq!(p.a.sfu.link_partners(), 0);
     let alice = p.a.clients[0].id;
     assert!(!p.a.signals_to(alice).any(|s| matches!(s, Signal::ParticipantJoined(_))));

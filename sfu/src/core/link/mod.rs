@@ -44,7 +44,9 @@ pub struct LinkStats {
     pub packets_in: u64,
     /// Their bytes.
     pub bytes_in: u64,
-    /// Datagrams refused: malformed, for a room not held here, or from a node that is not a partner.
+    /// Datagrams refused: malformed, or media and keyframe requests for a room not held here or from a node
+    /// that is not a partner. (States for rooms not held here are dropped without counting: a partner sends them
+    /// for a few seconds after the room closed here.)
     pub refused: u64,
 }
 
@@ -555,7 +557,10 @@ impl Sfu {
         let me = self.udp;
         let links = &mut self.links;
         let Some(room) = links.by_tag.get(&tag).cloned() else {
-            links.stats.refused += 1;
+            // Not refused: a partner keeps sending for a while after the room closed here, and a node the room
+            // extends to may be heard before anyone joined it here. A node without the key has no right tag
+            // either, and gets nowhere.
+            tracing::trace!(%source, "link state for a room not held here");
             return;
         };
         let Some(span) = links.spans.get_mut(&room) else { return };
