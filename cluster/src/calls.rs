@@ -127,15 +127,8 @@ impl CallStore {
 
     /// The records `names`, `None` where absent.
     pub async fn read(&self, names: &[String]) -> Result<Vec<Option<String>>, ClusterError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
         let keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
-        redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.registry.con())
-            .await
-            .map_err(failed("read call state"))
+        self.registry.mget(&keys, "read call state").await
     }
 
     /// A fresh call sequence number, unique across the cluster.
@@ -199,14 +192,7 @@ impl CallStore {
         let mut keys = self.registry.keys_under(&self.key(prefix)).await?;
         keys.sort();
         keys.dedup();
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.registry.con())
-            .await
-            .map_err(failed("read call state"))?;
+        let values = self.registry.mget(&keys, "read call state").await?;
         Ok(values.into_iter().flatten().collect())
     }
 
@@ -286,15 +272,8 @@ impl CallStore {
             .await
             .map_err(failed("list signaling nodes"))?;
         let others: Vec<String> = nodes.into_iter().filter(|n| n != me).collect();
-        if others.is_empty() {
-            return Ok(Vec::new());
-        }
         let keys: Vec<String> = others.iter().map(|n| self.sig_key(n)).collect();
-        let beats: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut con)
-            .await
-            .map_err(failed("read signaling heartbeats"))?;
+        let beats = self.registry.mget(&keys, "read signaling heartbeats").await?;
         Ok(others
             .into_iter()
             .zip(beats)

@@ -131,6 +131,18 @@ impl Registry {
         self.con.clone()
     }
 
+    /// The values of `keys` in one `MGET`, `None` where a key is absent; `what` names the read in errors.
+    pub(crate) async fn mget(&self, keys: &[String], what: &'static str) -> Result<Vec<Option<String>>, ClusterError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed(what))
+    }
+
     fn node_key(&self, id: &str) -> String {
         format!("{}:node:{id}", self.prefix)
     }
@@ -262,17 +274,9 @@ impl Registry {
     pub async fn rooms(&self) -> Result<Vec<(String, String)>, ClusterError> {
         let prefix = self.room_key("");
         let mut keys = self.keys_under(&prefix).await?;
-        let mut con = self.con.clone();
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
         keys.sort();
         keys.dedup();
-        let nodes: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut con)
-            .await
-            .map_err(failed("read rooms"))?;
+        let nodes = self.mget(&keys, "read rooms").await?;
         Ok(keys
             .into_iter()
             .zip(nodes)
@@ -302,11 +306,7 @@ impl Registry {
         }
         ids.sort();
         let keys: Vec<String> = ids.iter().map(|id| self.node_key(id)).collect();
-        let beats: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut con)
-            .await
-            .map_err(failed("read nodes"))?;
+        let beats = self.mget(&keys, "read nodes").await?;
         let mut live = Vec::with_capacity(ids.len());
         let mut dead = Vec::new();
         for (id, beat) in ids.into_iter().zip(beats) {
