@@ -1,7 +1,7 @@
-//! A room that spans two SFU nodes, as separate processes: a real `redis-server`, an `eu` and a `us` SFU node,
-//! and a signaling node in each region with the `region` selector. Alice (on the eu signaling node) calls Bob
-//! and Carol (on the us one): the room is forced onto both nodes, everyone hears everyone, and each published
-//! track crosses the link between the nodes once, not once per subscriber.
+//! Rooms that span two SFU nodes, as separate processes with a real `redis-server`: forced onto both nodes by
+//! regions (an `eu` and a `us` SFU node, a signaling node in each region with the `region` selector), or by a
+//! full home node. Everyone hears everyone, and each published track crosses the link between the nodes once,
+//! not once per subscriber.
 
 mod common;
 
@@ -20,6 +20,127 @@ fn cluster_toml(redis: &Redis, node: &str, region: &str) -> String {
          heartbeat_ms = 200\ndead_after_ms = 600\n",
         redis.url()
     )
+}
+
+fn phone(s: &SfuServer, user: &str) -> Phone {
+    Phone::connect(s.http_addr(), &s.user_token(user, "phone", 3600), "")
+}
+
+fn room_url(s: &SfuServer) -> String {
+    format!("ws://{}/rtc", s.http_addr())
+}
+
+/// Alice calls Bob and Carol, who accept in turn; returns the three `join`s, in that order.
+fn group_call(alice: &mut Phone, bob: &mut Phone, carol: &mut Phone) -> [Value; 3] {
+    let r = alice.request(json!({"type": "invite", "key": "i", "to": ["bob", "carol"], "media": "audio"}));
+    let call = r["call"].as_str().unwrap_or_else(|| panic!("a call: {r}")).to_string();
+    let mut joins = Vec::new();
+    for p in [bob, carol] {
+        p.wait("incoming");
+        let r = p.request(json!({"type": "accept", "key": "a", "call": call}));
+        assert_eq!(r["type"], "reply", "{r}");
+        joins.push(p.wait("join"));
+    }
+    let carol = joins.pop().expect("carol's join");
+    let bob = joins.pop().expect("bob's join");
+    [alice.wait("join"), bob, carol]
+}
+
+/// The three join their nodes and run until each hears the two others; then, over the same seconds, the link
+/// media each of the two nodes sends. `lone` is the node with one of them, `pair` the one with the other two.
+/// Relayed once per track, `lone` sends half what `pair` does (one track against two); relayed once per
+/// subscriber, as much (its one track to two subscribers).
+fn hear_all_and_count_the_link(joins: &[Value; 3], lone: &SfuServer, pair: &SfuServer) {
+    let mut cs = [("alice", &joins[0]), ("bob", &joins[1]), ("carol", &joins[2])].map(|(who, j)| media(j, who));
+    let [a, b, c] = &mut cs;
+    let all_hear = run_until(&mut [a, b, c], Duration::from_secs(15), |cs| {
+        cs.iter().all(|c| c.mids_with(25) >= 2)
+    });
+    let [a, b, c] = &mut cs;
+    assert!(
+        all_hear,
+        "everyone hears the two others: {:?} {:?} {:?}\n{}\n{}",
+        a.received,
+        b.received,
+        c.received,
+        lone.log_tail(20),
+        pair.log_tail(20)
+    );
+    let sent = |s: &SfuServer| metric(s, "hualu_sfu_link_media_sent_total");
+    run_for(&mut [a, b, c], Duration::from_millis(1200));
+    let before = (sent(lone), sent(pair));
+    let from = Instant::now();
+    run_for(&mut [a, b, c], Duration::from_secs(8));
+    let secs = from.elapsed().as_secs_f64();
+    let (lone_sent, pair_sent) = (sent(lone) - before.0, sent(pair) - before.1);
+    println!("link media over {secs:.1} s: the node with one participant sent {lone_sent}, the other {pair_sent}");
+    let ratio = lone_sent / pair_sent;
+    assert!(
+        (0.35..=0.7).contains(&ratio),
+        "lone sent {lone_sent}, pair sent {pair_sent} (ratio {ratio:.2}, 0.5 when each track crosses once)"
+    );
+    // About 50 packets a second per track (20 ms Opus frames), well short of one copy per subscriber.
+    assert!(
+        lone_sent < 1.5 * 50.0 * secs,
+        "lone sent {lone_sent} in {secs:.1} s for one track"
+    );
+    assert!(
+        lone_sent > 0.5 * 50.0 * secs,
+        "lone sent {lone_sent} in {secs:.1} s for one track"
+    );
+}
+
+#[test]
+fn a_room_forced_onto_two_nodes_by_region_everyone_hears_everyone_and_each_track_crosses_the_link_once() {
+    let redis = Redis::start("span");
+    let eu = SfuServer::start_with("sfu", &cluster_toml(&redis, "sfu-eu", "eu"));
+    let us = SfuServer::start_with("sfu", &cluster_toml(&redis, "sfu-us", "us"));
+    let sig_eu = SfuServer::start_with("signaling", &cluster_toml(&redis, "sig-eu", "eu"));
+    let sig_us = SfuServer::start_with("signaling", &cluster_toml(&redis, "sig-us", "us"));
+    wait_nodes(&sig_eu, 2);
+    wait_nodes(&sig_us, 2);
+
+    // Alice is on the eu signaling node, Bob and Carol on the us one.
+    let mut alice = phone(&sig_eu, "alice");
+    let (mut bob, mut carol) = (phone(&sig_us, "bob"), phone(&sig_us, "carol"));
+    let joins = group_call(&mut alice, &mut bob, &mut carol);
+    let [ja, jb, jc] = &joins;
+    let why = || sig_eu.log_tail(40);
+    assert_eq!(
+        ja["sfu_url"],
+        room_url(&eu).as_str(),
+        "alice joins the eu node: {ja}\n{}",
+        why()
+    );
+    assert_eq!(jb["sfu_url"], room_url(&us).as_str(), "bob joins the us node: {jb}");
+    assert_eq!(jc["sfu_url"], room_url(&us).as_str(), "carol joins the us node: {jc}");
+    hear_all_and_count_the_link(&joins, &eu, &us);
+}
+
+#[test]
+fn a_room_whose_node_is_full_extends_to_another_and_everyone_hears_everyone() {
+    let redis = Redis::start("span-full");
+    // Each SFU node takes two participants; the signaling node has no region.
+    let small = |id| format!("{}max_participants = 2\n", cluster_toml(&redis, id, ""));
+    let nodes = [
+        SfuServer::start_with("sfu", &small("sfu-a")),
+        SfuServer::start_with("sfu", &small("sfu-b")),
+    ];
+    let sig = SfuServer::start_with("signaling", &cluster_toml(&redis, "sig", ""));
+    wait_nodes(&sig, 2);
+    let [mut alice, mut bob, mut carol] = ["alice", "bob", "carol"].map(|u| phone(&sig, u));
+    let joins = group_call(&mut alice, &mut bob, &mut carol);
+    let [ja, jb, jc] = &joins;
+    // The room went to one node for Alice and Bob; Carol's join finds it full and goes to the other.
+    assert_eq!(ja["sfu_url"], jb["sfu_url"], "alice and bob share the room's home");
+    assert_ne!(jc["sfu_url"], ja["sfu_url"], "carol joins another node: {jc}");
+    let home = nodes
+        .iter()
+        .position(|n| ja["sfu_url"] == room_url(n).as_str())
+        .expect("the home is one of the nodes");
+    let extensions = metric(&sig, "hualu_cluster_room_extensions_total");
+    assert_eq!(extensions, 1.0, "one extension, for a full node");
+    hear_all_and_count_the_link(&joins, &nodes[1 - home], &nodes[home]);
 }
 
 /// Waits until call control counts `n` live SFU nodes.
@@ -51,82 +172,4 @@ fn media(join: &Value, who: &str) -> RoomClient {
         who,
         Transport::Udp,
     )
-}
-
-#[test]
-fn a_room_forced_onto_two_nodes_everyone_hears_everyone_and_each_track_crosses_the_link_once() {
-    let redis = Redis::start("span");
-    let eu = SfuServer::start_with("sfu", &cluster_toml(&redis, "sfu-eu", "eu"));
-    let us = SfuServer::start_with("sfu", &cluster_toml(&redis, "sfu-us", "us"));
-    let sig_eu = SfuServer::start_with("signaling", &cluster_toml(&redis, "sig-eu", "eu"));
-    let sig_us = SfuServer::start_with("signaling", &cluster_toml(&redis, "sig-us", "us"));
-    wait_nodes(&sig_eu, 2);
-    wait_nodes(&sig_us, 2);
-
-    let phone = |s: &SfuServer, user: &str| Phone::connect(s.http_addr(), &s.user_token(user, "phone", 3600), "");
-    let mut alice = phone(&sig_eu, "alice");
-    let (mut bob, mut carol) = (phone(&sig_us, "bob"), phone(&sig_us, "carol"));
-    let r = alice.request(json!({"type": "invite", "key": "i", "to": ["bob", "carol"], "media": "audio"}));
-    let call = r["call"].as_str().unwrap_or_else(|| panic!("a call: {r}")).to_string();
-    let mut joins = Vec::new();
-    for p in [&mut bob, &mut carol] {
-        p.wait("incoming");
-        let r = p.request(json!({"type": "accept", "key": "a", "call": call}));
-        assert_eq!(r["type"], "reply", "{r}");
-        joins.push(p.wait("join"));
-    }
-    let ja = alice.wait("join");
-    let (jb, jc) = (&joins[0], &joins[1]);
-    let (on_eu, on_us) = (
-        format!("ws://{}/rtc", eu.http_addr()),
-        format!("ws://{}/rtc", us.http_addr()),
-    );
-    assert_eq!(
-        ja["sfu_url"],
-        on_eu.as_str(),
-        "alice joins the eu node: {ja}\n{}",
-        sig_eu.log_tail(40)
-    );
-    assert_eq!(jb["sfu_url"], on_us.as_str(), "bob joins the us node: {jb}");
-    assert_eq!(jc["sfu_url"], on_us.as_str(), "carol joins the us node: {jc}");
-
-    let (mut a, mut b, mut c) = (media(&ja, "alice"), media(jb, "bob"), media(jc, "carol"));
-    let all_hear = run_until(&mut [&mut a, &mut b, &mut c], Duration::from_secs(15), |cs| {
-        cs.iter().all(|c| c.mids_with(25) >= 2)
-    });
-    assert!(
-        all_hear,
-        "everyone hears the two others: {:?} {:?} {:?}\n{}\n{}",
-        a.received,
-        b.received,
-        c.received,
-        eu.log_tail(20),
-        us.log_tail(20)
-    );
-
-    // Side by side over the same seconds: the eu node relays one track (Alice's) to the us node, where two
-    // subscribers take it; the us node relays two (Bob's and Carol's). Relayed once per track, the eu node
-    // sends half what the us node does; once per subscriber, as much.
-    let sent = |s: &SfuServer| metric(s, "hualu_sfu_link_media_sent_total");
-    run_for(&mut [&mut a, &mut b, &mut c], Duration::from_millis(1200));
-    let before = (sent(&eu), sent(&us));
-    let from = Instant::now();
-    run_for(&mut [&mut a, &mut b, &mut c], Duration::from_secs(8));
-    let secs = from.elapsed().as_secs_f64();
-    let (eu_sent, us_sent) = (sent(&eu) - before.0, sent(&us) - before.1);
-    println!("link media over {secs:.1} s: eu sent {eu_sent}, us sent {us_sent}");
-    let ratio = eu_sent / us_sent;
-    assert!(
-        (0.35..=0.7).contains(&ratio),
-        "eu sent {eu_sent}, us sent {us_sent} (ratio {ratio:.2}, 0.5 when each track crosses once)"
-    );
-    // About 50 packets a second per track (20 ms Opus frames), well short of one copy per subscriber.
-    assert!(
-        eu_sent < 1.5 * 50.0 * secs,
-        "eu sent {eu_sent} in {secs:.1} s for one track"
-    );
-    assert!(
-        eu_sent > 0.5 * 50.0 * secs,
-        "eu sent {eu_sent} in {secs:.1} s for one track"
-    );
 }
