@@ -90,13 +90,18 @@ pub async fn follow(registry: Registry, on: impl Fn(MediaEvent)) {
 
 /// Calls `on` with each room call control orders node `node` to close, for ever (reopening as [`follow`]).
 pub async fn follow_closes(registry: Registry, node: String, on: impl Fn(&str)) {
-    let channel = registry.rooms_channel();
-    follow_channel(&registry, channel, "call control's room orders", |c: RoomClose| {
+    follow_all_closes(registry, |c: RoomClose| {
         if c.node == node {
             on(&c.close);
         }
     })
     .await
+}
+
+/// Calls `on` with every room close call control orders, to any node, for ever (reopening as [`follow`]).
+pub async fn follow_all_closes(registry: Registry, on: impl Fn(RoomClose)) {
+    let channel = registry.rooms_channel();
+    follow_channel(&registry, channel, "call control's room orders", on).await
 }
 
 /// Calls `on` with each JSON message on pub/sub `channel` (`what` names it in logs), for ever (reopening as

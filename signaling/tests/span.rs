@@ -1,6 +1,6 @@
 //! Rooms that span SFU nodes, as call control places them: a real `redis-server`, fake SFU nodes that heartbeat
 //! into it, and [`ClusterPlacement`] deciding each device's node, recording extensions and minting tokens whose
-//! `grants.links` name the room's other nodes.
+//! `grants.links` name the room's other nodes; and a room placed by one signaling node and ended on another.
 
 use hualu_cluster::{Load, NodeInfo, NodeState, Registry};
 use hualu_common::config::{ClusterConfig, SelectorKind};
@@ -244,5 +244,31 @@ fn media_reports_from_an_extension_another_node_made_are_taken() {
         // Another signaling node extended the room: its media reports count before the next read of the spans.
         assert!(reg.extend_room("m1", other).await.expect("extend"));
         assert!(p.accepts("m1", other).await);
+    });
+}
+
+#[test]
+fn a_room_whose_call_ended_on_another_signaling_node_is_no_longer_followed() {
+    let redis = Redis::start("span-ended");
+    runtime().block_on(async {
+        let cfg = config(&redis, "", SelectorKind::LowestLoad);
+        let reg = Registry::connect(&cfg).expect("connect");
+        let alive = beat(reg.clone(), vec![node("a", "", 100, 5000), node("b", "", 100, 6000)]);
+        let (placer, mut moves) = placement(&cfg);
+        let (other, _) = placement(&cfg);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let call = CallId("e1".into());
+        placer.place(&call).expect("placed");
+        let home = placer.node_of("e1").expect("followed");
+        eventually(Some(home.clone()), async || reg.room_node("e1").await.expect("room")).await;
+        // The last hangup is taken on the other signaling node, which closes the room.
+        other.locate(&call).await;
+        other.close(&call);
+        eventually(None, async || placer.node_of("e1")).await;
+        // Its home dies afterwards: nothing moves for the ended call.
+        alive.lock().expect("lock").remove(&home);
+        let moved = tokio::time::timeout(Duration::from_secs(2), moves.recv()).await;
+        assert!(moved.is_err(), "no move for an ended call: {moved:?}");
+        assert_eq!(reg.room_node("e1").await.expect("read"), None);
     });
 }

@@ -176,6 +176,11 @@ impl ClusterPlacement {
             moves,
         });
         tokio::spawn(refresh(shared.clone(), Duration::from_millis(cfg.heartbeat_ms / 2)));
+        let closes = shared.clone();
+        tokio::spawn(hualu_cluster::media::follow_all_closes(
+            shared.registry.clone(),
+            move |c| closes.closed(&c),
+        ));
         Ok(Self { tokens, shared })
     }
 
@@ -252,6 +257,17 @@ impl ClusterPlacement {
 }
 
 impl Shared {
+    /// Call control ordered `close`: when it names the home of a room followed here, that room's call ended on
+    /// another signaling node (a room's home is told to close it only then; after a move, the old node is told,
+    /// and it is no longer the home), and the room is no longer followed: nothing is moved for an ended call.
+    fn closed(&self, close: &hualu_cluster::RoomClose) {
+        let mut rooms = self.rooms();
+        if rooms.get(&close.close).is_some_and(|r| r.node == close.node) {
+            rooms.remove(&close.close);
+            tracing::debug!(room = %close.close, "the call ended on another signaling node; its room is no longer followed");
+        }
+    }
+
     pub(super) fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
