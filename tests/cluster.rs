@@ -621,3 +621,42 @@ fn a_call_outlives_the_signaling_node_one_side_was_on() {
     assert_eq!(r["type"], "reply", "the call lives in Redis, not in the dead node: {r}");
     assert_eq!(bob.wait("ended")["reason"], "hangup");
 }
+
+#[test]
+fn a_call_whose_placing_signaling_node_died_still_moves_off_a_killed_sfu_node() {
+    let redis = Redis::start("placer-kill");
+    let mut nodes = [Some(sfu_node(&redis, "sfu-a")), Some(sfu_node(&redis, "sfu-b"))];
+    let (s1, s2) = (signaling_named(&redis, "sig-1"), signaling_named(&redis, "sig-2"));
+    wait_nodes(&s2, 2);
+    // Bob answers on node 1, which places the call's room and follows it.
+    let (mut alice, mut bob) = (phone_on(&s2, "alice", "phone"), phone_on(&s1, "bob", "phone"));
+    let (ja, jb) = answered_call(&mut alice, &mut bob);
+    let (mut a, mut b) = join_media(&ja, &jb);
+    assert!(hear_each_other(&mut a, &mut b), "media before the kills");
+
+    // Node 1 dies: node 2 takes its devices over (Alice hears Bob is reconnecting) and the rooms it followed.
+    drop(s1);
+    assert_eq!(alice.wait("reconnecting")["user"], "bob");
+    let mut bob = phone_on(&s2, "bob", "phone");
+    assert_eq!(alice.wait("reconnected")["user"], "bob");
+
+    // Then the room's SFU node dies: node 2 moves the call, though it did not place it.
+    let victim = nodes
+        .iter()
+        .position(|n| n.as_ref().is_some_and(|n| n.http_addr() == room_addr(&ja)))
+        .expect("the call's node");
+    let survivor = nodes[1 - victim].as_ref().expect("alive").http_addr();
+    drop(nodes[victim].take());
+    let (ma, mb) = (alice.wait("move"), bob.wait("move"));
+    for m in [&ma, &mb] {
+        assert_eq!(m["reason"], "node_lost", "{m}");
+        assert_eq!(room_addr(m), survivor, "the room moves to the live node: {m}");
+    }
+    drop((a, b));
+    let (mut a, mut b) = join_media(&ma, &mb);
+    assert!(
+        hear_each_other(&mut a, &mut b),
+        "media on the new node\n{}",
+        s2.log_tail(30)
+    );
+}

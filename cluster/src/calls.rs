@@ -49,14 +49,27 @@ end
 return 1
 ";
 
-/// Takes a dead signaling node's devices, once: only the caller that removes it from the node set gets them.
+/// Takes a dead signaling node's devices and the rooms it followed, once: only the caller that removes it from
+/// the node set gets them, and its rooms join the caller's.
 const TAKE_DEVICES: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 1 then return false end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return false end
 local devices = redis.call('SMEMBERS', KEYS[2])
 redis.call('DEL', KEYS[2])
-return devices
+local rooms = redis.call('SMEMBERS', KEYS[4])
+if #rooms > 0 then redis.call('SUNIONSTORE', KEYS[5], KEYS[5], KEYS[4]) end
+redis.call('DEL', KEYS[4])
+return {devices, rooms}
 ";
+
+/// What a dead signaling node leaves to the one that takes it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenOver {
+    /// Its devices, as `(user, device)`.
+    pub devices: Vec<(String, String)>,
+    /// The rooms it followed (placed): the taker follows them from now on.
+    pub rooms: Vec<String>,
+}
 
 /// The outcome of [`CallStore::commit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,19 +316,27 @@ impl CallStore {
         Ok(false)
     }
 
-    /// Dead node `node`'s devices, as `(user, device)`, to this caller alone (`None`: another node took them,
-    /// or it is alive again).
-    pub async fn take_devices(&self, node: &str) -> Result<Option<Vec<(String, String)>>, ClusterError> {
-        let taken: Option<Vec<String>> = self
+    /// Dead node `node`'s devices and rooms, to this caller (`me`) alone (`None`: another node took them, or it
+    /// is alive again). Its rooms are recorded as `me`'s.
+    pub async fn take_devices(&self, node: &str, me: &str) -> Result<Option<TakenOver>, ClusterError> {
+        let taken: Option<(Vec<String>, Vec<String>)> = self
             .take
             .key(self.registry.key("signodes"))
             .key(self.devices_key(node))
             .key(self.sig_key(node))
+            .key(self.registry.followed_key(node))
+            .key(self.registry.followed_key(me))
             .arg(node)
             .invoke_async(&mut self.registry.con())
             .await
             .map_err(failed("take a dead node's devices"))?;
-        Ok(taken.map(|t| t.iter().filter_map(|m| serde_json::from_str(m).ok()).collect()))
+        Ok(taken.map(|(devices, mut rooms)| {
+            rooms.sort();
+            TakenOver {
+                devices: devices.iter().filter_map(|m| serde_json::from_str(m).ok()).collect(),
+                rooms,
+            }
+        }))
     }
 }
 

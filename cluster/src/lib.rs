@@ -12,7 +12,7 @@ pub mod registry;
 pub mod select;
 pub mod span;
 
-pub use calls::{CallStore, Commit, Committed, Routed};
+pub use calls::{CallStore, Commit, Committed, Routed, TakenOver};
 pub use heartbeat::{Heartbeat, Identity, LoadSource};
 pub use media::{MediaEvent, MediaSink, RoomClose};
 pub use node::{Load, NodeInfo, NodeState};

@@ -159,6 +159,35 @@ impl Registry {
         format!("{}:span:{room}", self.prefix)
     }
 
+    /// The set of rooms signaling node `node` follows (placed, or took over from a dead node).
+    pub(crate) fn followed_key(&self, node: &str) -> String {
+        format!("{}:sig:{node}:rooms", self.prefix)
+    }
+
+    /// Records that signaling node `node` follows `room` (`on`), or no longer does: when it dies, the node that
+    /// takes its devices takes these rooms too ([`crate::CallStore::take_devices`]).
+    pub async fn follow_room(&self, node: &str, room: &str, on: bool) -> Result<(), ClusterError> {
+        let mut con = self.con.clone();
+        let key = self.followed_key(node);
+        let r: Result<u64, _> = match on {
+            true => con.sadd(key, room).await,
+            false => con.srem(key, room).await,
+        };
+        r.map(drop).map_err(failed("record a followed room"))
+    }
+
+    /// The rooms signaling node `node` follows, as Redis has them.
+    pub async fn followed_rooms(&self, node: &str) -> Result<Vec<String>, ClusterError> {
+        let mut rooms: Vec<String> = self
+            .con
+            .clone()
+            .smembers(self.followed_key(node))
+            .await
+            .map_err(failed("read followed rooms"))?;
+        rooms.sort();
+        Ok(rooms)
+    }
+
     fn drain_key(&self, id: &str) -> String {
         format!("{}:drain:{id}", self.prefix)
     }
@@ -423,6 +452,14 @@ impl Registry {
             .map_err(failed("read rooms' spans"))?;
         spans.iter_mut().for_each(|s| s.sort());
         Ok(spans)
+    }
+
+    /// The node each of `rooms` lives on, if it is placed, and its span, in their order.
+    pub async fn rooms_and_spans(&self, rooms: &[String]) -> Result<Vec<(Option<String>, Vec<String>)>, ClusterError> {
+        let keys: Vec<String> = rooms.iter().map(|r| self.room_key(r)).collect();
+        let nodes = self.mget(&keys, "find rooms").await?;
+        let spans = self.room_spans(rooms).await?;
+        Ok(nodes.into_iter().zip(spans).collect())
     }
 
     /// The node `room` lives on, if it is placed, and its span, in one round trip.

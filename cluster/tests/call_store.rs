@@ -131,7 +131,8 @@ fn a_dead_signaling_nodes_devices_go_to_one_taker_once() {
             dead_after_ms: 300,
             ..ClusterConfig::default()
         };
-        let s = CallStore::new(&Registry::connect(&cfg).expect("connect"));
+        let reg = Registry::connect(&cfg).expect("connect");
+        let s = CallStore::new(&reg);
         for n in ["sig-1", "sig-2"] {
             s.beat(n).await.expect("beat");
         }
@@ -140,19 +141,37 @@ fn a_dead_signaling_nodes_devices_go_to_one_taker_once() {
         s.device_on("sig-1", "bob", "tablet", false).await.expect("off");
         assert!(s.dead_nodes("sig-2").await.expect("dead").is_empty(), "both alive");
         assert_eq!(
-            s.take_devices("sig-1").await.expect("take"),
+            s.take_devices("sig-1", "sig-2").await.expect("take"),
             None,
             "a live node's devices stay"
         );
+        reg.follow_room("sig-1", "room-1", true).await.expect("follow");
+        reg.follow_room("sig-1", "room-2", true).await.expect("follow");
+        reg.follow_room("sig-1", "room-2", false).await.expect("unfollow");
+        reg.follow_room("sig-2", "room-9", true).await.expect("follow");
         assert!(s.connected("alice", "phone").await.expect("connected"));
 
         // sig-1 stops beating; sig-2 goes on.
         tokio::time::sleep(Duration::from_millis(400)).await;
         s.beat("sig-2").await.expect("beat");
         assert_eq!(s.dead_nodes("sig-2").await.expect("dead"), ["sig-1"]);
-        let taken = s.take_devices("sig-1").await.expect("take");
-        assert_eq!(taken, Some(vec![("alice".to_string(), "phone".to_string())]));
-        assert_eq!(s.take_devices("sig-1").await.expect("take"), None, "taken once");
+        let taken = s.take_devices("sig-1", "sig-2").await.expect("take");
+        let want = hualu_cluster::TakenOver {
+            devices: vec![("alice".to_string(), "phone".to_string())],
+            rooms: vec!["room-1".to_string()],
+        };
+        assert_eq!(taken, Some(want));
+        assert_eq!(
+            s.take_devices("sig-1", "sig-2").await.expect("take"),
+            None,
+            "taken once"
+        );
+        assert_eq!(
+            reg.followed_rooms("sig-2").await.expect("rooms"),
+            ["room-1", "room-9"],
+            "its rooms are sig-2's"
+        );
+        assert!(reg.followed_rooms("sig-1").await.expect("rooms").is_empty());
         assert!(!s.connected("alice", "phone").await.expect("connected"));
         assert!(s.dead_nodes("sig-2").await.expect("dead").is_empty());
     });

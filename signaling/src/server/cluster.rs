@@ -150,6 +150,9 @@ pub(super) struct Shared {
     pub(super) view: Mutex<View>,
     rooms: Mutex<HashMap<String, Room>>,
     pub(super) moves: mpsc::UnboundedSender<Moved>,
+    /// This signaling node's name in Redis, once it heartbeats there ([`ClusterPlacement::follow_as`]): the
+    /// rooms it follows are recorded under it, for whichever node takes over if it dies.
+    me: std::sync::OnceLock<String>,
 }
 
 /// Places rooms on the cluster's nodes, moves them off nodes that die or drain, and mints their tokens.
@@ -174,6 +177,7 @@ impl ClusterPlacement {
             view: Mutex::new(View::default()),
             rooms: Mutex::new(HashMap::new()),
             moves,
+            me: std::sync::OnceLock::new(),
         });
         tokio::spawn(refresh(shared.clone(), Duration::from_millis(cfg.heartbeat_ms / 2)));
         let closes = shared.clone();
@@ -182,6 +186,52 @@ impl ClusterPlacement {
             move |c| closes.closed(&c),
         ));
         Ok(Self { tokens, shared })
+    }
+
+    /// Records the rooms this node places in Redis under `node`, its heartbeat name: if it dies, the node that
+    /// takes its devices over takes these rooms too ([`ClusterPlacement::adopt`]).
+    pub fn follow_as(&self, node: String) {
+        let _ = self.shared.me.set(node);
+    }
+
+    /// Follows `rooms`, which a dead signaling node placed and Redis handed over to this one, as if it had placed
+    /// them: it moves them off a node that dies or drains, and takes their media reports. A room whose record is
+    /// gone (its call ended) is skipped; one whose home is dead too moves at the next look at the nodes.
+    pub async fn adopt(&self, rooms: &[String]) {
+        let records = match self.shared.registry.rooms_and_spans(rooms).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, rooms = rooms.len(), "cannot read a dead node's rooms; they are not followed");
+                return;
+            }
+        };
+        let nodes = self
+            .shared
+            .view
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .nodes
+            .clone();
+        let mut followed = self.shared.rooms();
+        for (room, (home, span)) in rooms.iter().zip(records) {
+            let Some(home) = home else { continue };
+            let mut r = match nodes.iter().find(|n| n.id == home) {
+                Some(n) => Room::on(n),
+                None => Room {
+                    node: home,
+                    started_ms: 0,
+                    url: String::new(),
+                    ours: true,
+                    at: Instant::now(),
+                    reserved: 0,
+                    span: Vec::new(),
+                },
+            };
+            r.reserved = 0;
+            r.span = super::span::known(&span, &nodes);
+            tracing::info!(%room, node = %r.node, "following a room a dead signaling node placed");
+            followed.insert(room.clone(), r);
+        }
     }
 
     /// The Redis handle it places with.
@@ -265,7 +315,23 @@ impl Shared {
         if rooms.get(&close.close).is_some_and(|r| r.node == close.node) {
             rooms.remove(&close.close);
             tracing::debug!(room = %close.close, "the call ended on another signaling node; its room is no longer followed");
+            self.unfollow(&close.close);
         }
+    }
+
+    /// Records in Redis, in the background, that this node follows `room` (`on`) or no longer does.
+    fn record_follow(&self, room: &str, on: bool) {
+        let Some(me) = self.me.get().cloned() else { return };
+        let (registry, room) = (self.registry.clone(), room.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = registry.follow_room(&me, &room, on).await {
+                tracing::warn!(%room, error = %e, "the rooms this node follows are not up to date in Redis");
+            }
+        });
+    }
+
+    fn unfollow(&self, room: &str) {
+        self.record_follow(room, false);
     }
 
     pub(super) fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
@@ -430,6 +496,7 @@ impl Placement for ClusterPlacement {
         let node = picked?;
         tracing::debug!(%call, node = %node.id, "room placed");
         self.shared.rooms().insert(call.0.clone(), Room::on(&node));
+        self.shared.record_follow(&call.0, true);
         let (registry, room) = (self.shared.registry.clone(), call.0.clone());
         tokio::spawn(async move {
             match registry.place_room(&room, &node.id).await {
@@ -448,6 +515,7 @@ impl Placement for ClusterPlacement {
 
     fn close(&self, call: &CallId) {
         let known = self.shared.rooms().remove(&call.0).map(|r| r.node_ids());
+        self.shared.unfollow(&call.0);
         let (registry, room) = (self.shared.registry.clone(), call.0.clone());
         tokio::spawn(async move {
             // Redis knows the nodes this one does not: another signaling node placed the room, or extended it.

@@ -178,7 +178,7 @@ pub fn start(
         shared,
     );
     if let (Some((store, node)), Some(c)) = (events, cluster.as_ref()) {
-        let follow = shared::follow_signaling_nodes(store.clone(), c.registry(), node.clone(), hub.clone(), every);
+        let follow = shared::follow_signaling_nodes(store.clone(), c.clone(), node.clone(), hub.clone(), every);
         tokio::spawn(follow);
         let hub = hub.clone();
         tokio::spawn(async move {
@@ -217,6 +217,7 @@ fn shared_board(c: Arc<cluster::ClusterPlacement>, node_id: &str, limits: Limits
     use rand::distr::{Alphanumeric, SampleString};
     let store = hualu_cluster::CallStore::new(&c.registry());
     let node = format!("{node_id}-{}", Alphanumeric.sample_string(&mut rand::rng(), 8));
+    c.follow_as(node.clone());
     let (routed, mut queue) = mpsc::unbounded_channel::<hualu_cluster::Routed>();
     let publisher = store.clone();
     tokio::spawn(async move {

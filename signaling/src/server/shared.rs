@@ -5,6 +5,7 @@
 
 use crate::core::{clock, needs, CallError, Command, Key, Limits, Op, Output, Parts, Reply, Switchboard, TimerRec};
 use hualu_cluster::{CallStore, ClusterError, Commit, Committed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a user's, call's or watch list's record lives unwritten: longer than any call, so that state a
@@ -184,17 +185,18 @@ fn name(k: &Key) -> String {
     }
 }
 
-/// Keeps signaling node `node` alive in Redis, every `every`, and disconnects the devices of signaling nodes
-/// that died (their heartbeat expired), once Redis has held the cluster's state for a dead window: each such
-/// device's calls then wait the grace period for it, as for a dropped socket. A device already connected to a
-/// live node again is left alone. Runs for ever.
+/// Keeps signaling node `node` alive in Redis, every `every`, and takes over signaling nodes that died (their
+/// heartbeat expired), once Redis has held the cluster's state for a dead window: their devices are disconnected,
+/// so each one's calls wait the grace period for it, as for a dropped socket (a device already connected to a
+/// live node again is left alone), and the rooms they placed are followed here from then on. Runs for ever.
 pub async fn follow_signaling_nodes(
     store: CallStore,
-    registry: hualu_cluster::Registry,
+    cluster: Arc<super::cluster::ClusterPlacement>,
     node: String,
     hub: tokio::sync::mpsc::Sender<super::hub::ToHub>,
     every: Duration,
 ) {
+    let registry = cluster.registry();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -206,7 +208,7 @@ pub async fn follow_signaling_nodes(
         if !registry.absence_is_death().await.unwrap_or(false) {
             continue;
         }
-        if let Err(e) = sweep(&store, &node, &hub).await {
+        if let Err(e) = sweep(&store, &cluster, &node, &hub).await {
             tracing::debug!(error = %e, "cannot look for dead signaling nodes; retrying");
         }
     }
@@ -214,16 +216,23 @@ pub async fn follow_signaling_nodes(
 
 async fn sweep(
     store: &CallStore,
+    cluster: &super::cluster::ClusterPlacement,
     me: &str,
     hub: &tokio::sync::mpsc::Sender<super::hub::ToHub>,
 ) -> Result<(), ClusterError> {
     for dead in store.dead_nodes(me).await? {
-        let Some(devices) = store.take_devices(&dead).await? else {
+        let Some(taken) = store.take_devices(&dead, me).await? else {
             continue;
         };
-        tracing::warn!(node = %dead, devices = devices.len(), "a signaling node died; its devices are disconnected");
+        tracing::warn!(
+            node = %dead,
+            devices = taken.devices.len(),
+            rooms = taken.rooms.len(),
+            "a signaling node died; its devices are disconnected and its rooms followed here"
+        );
         metrics::counter!("hualu_signaling_dead_nodes_total").increment(1);
-        for (user, device) in devices {
+        cluster.adopt(&taken.rooms).await;
+        for (user, device) in taken.devices {
             if store.connected(&user, &device).await? {
                 continue;
             }
