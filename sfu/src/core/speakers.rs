@@ -87,10 +87,13 @@ impl Sfu {
             return;
         }
         for (room, members) in &self.rooms {
-            // With the room's participants on other nodes, whose packets are recorded as they arrive.
-            let mut all = members.clone();
-            all.extend(self.links.members(room));
-            let speaking = self.speakers.speaking(&all);
+            // With the room's participants on other nodes, whose packets are recorded as they arrive (collecting
+            // none allocates nothing).
+            let remote: Vec<PeerId> = self.links.members(room).collect();
+            let speaking = match remote.is_empty() {
+                true => self.speakers.speaking(members),
+                false => self.speakers.speaking(&[&members[..], &remote[..]].concat()),
+            };
             let ids: Vec<PeerId> = speaking.iter().map(|(id, _)| *id).collect();
             let before = self.speakers.announced.get(room).map_or(&[][..], Vec::as_slice);
             if ids == before {

@@ -205,13 +205,7 @@ impl ClusterPlacement {
                 return;
             }
         };
-        let nodes = self
-            .shared
-            .view
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .nodes
-            .clone();
+        let nodes = self.shared.live_nodes();
         let mut followed = self.shared.rooms();
         for (room, (home, span)) in rooms.iter().zip(records) {
             let Some(home) = home else { continue };
@@ -332,6 +326,11 @@ impl Shared {
 
     fn unfollow(&self, room: &str) {
         self.record_follow(room, false);
+    }
+
+    /// The live nodes as the last read of the heartbeats showed them.
+    pub(super) fn live_nodes(&self) -> Vec<NodeInfo> {
+        self.view.lock().unwrap_or_else(PoisonError::into_inner).nodes.clone()
     }
 
     pub(super) fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {

@@ -105,13 +105,7 @@ impl ClusterPlacement {
         }
         match self.shared.registry.room_span(room).await {
             Ok(ids) => {
-                let nodes = self
-                    .shared
-                    .view
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .nodes
-                    .clone();
+                let nodes = self.shared.live_nodes();
                 if let Some(r) = self.shared.rooms().get_mut(room) {
                     learn(r, &ids, &nodes);
                 }

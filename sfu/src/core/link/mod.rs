@@ -63,8 +63,8 @@ pub(super) struct Links {
     remotes: HashMap<PeerId, Remote>,
     /// Rooms with at least one partner: while there are none, packets skip the link path.
     partnered: usize,
-    /// Some span's state is to be sent.
-    dirty: bool,
+    /// Rooms whose state is to be sent after this call (each once: [`Span::dirty`]).
+    dirty: Vec<String>,
     /// Datagrams to send: their bytes back to back in `out`, and (destination, start, end) in `sends`. Both are
     /// reused, so relaying allocates nothing per packet.
     out: Vec<u8>,
@@ -81,7 +81,7 @@ pub(super) struct Links {
 struct Span {
     tag: u64,
     partners: Vec<Partner>,
-    /// Its state changed since it was last sent.
+    /// Its state changed since it was last sent: it is in [`Links::dirty`].
     dirty: bool,
 }
 
@@ -153,11 +153,12 @@ impl Links {
         }
     }
 
-    /// `room`'s state changed: it goes to the partners after this call.
+    /// `room`'s state changed: it goes to the partners after this call (a room without partners has nobody to
+    /// tell).
     pub(super) fn touch(&mut self, room: &str) {
-        if let Some(s) = self.spans.get_mut(room) {
+        if let Some(s) = self.spans.get_mut(room).filter(|s| !s.dirty && !s.partners.is_empty()) {
             s.dirty = true;
-            self.dirty = true;
+            self.dirty.push(room.to_string());
         }
     }
 
@@ -263,16 +264,18 @@ impl Sfu {
         let span = self.links.spans.entry(room.to_string()).or_insert_with(|| Span {
             tag,
             partners: Vec::new(),
-            dirty: true,
+            dirty: false,
         });
+        let mut added = false;
         for addr in links {
-            add_partner(span, *addr, me, now);
+            added |= add_partner(span, *addr, me, now);
         }
-        span.dirty = true;
-        self.links.dirty = true;
         self.links.by_tag.insert(tag, room.to_string());
         self.links.next_tick.get_or_insert(now + STATE_INTERVAL);
-        self.links.recount();
+        if added {
+            self.links.recount();
+        }
+        self.links.touch(room);
     }
 
     /// The last participant here left `room`: the partners are told, and its participants elsewhere are
@@ -296,7 +299,9 @@ impl Sfu {
                 self.forget_source(room, *id);
             }
         }
-        self.links.recount();
+        if !span.partners.is_empty() {
+            self.links.recount();
+        }
     }
 
     /// The participants of `room` on other nodes, as the participants here see them.
@@ -380,17 +385,15 @@ impl Sfu {
 
     /// Sends the state of every room that changed.
     pub(super) fn flush_states(&mut self) {
-        if !std::mem::take(&mut self.links.dirty) {
+        if self.links.dirty.is_empty() {
             return;
         }
-        let dirty: Vec<String> = self
-            .links
-            .spans
-            .iter_mut()
-            .filter_map(|(room, s)| std::mem::take(&mut s.dirty).then_some(room))
-            .cloned()
-            .collect();
-        for room in dirty {
+        for room in std::mem::take(&mut self.links.dirty) {
+            // A room that closed since was told already.
+            let Some(span) = self.links.spans.get_mut(&room) else {
+                continue;
+            };
+            span.dirty = false;
             self.send_state(&room);
         }
     }
@@ -411,12 +414,21 @@ impl Sfu {
                 alive
             });
         }
+        let dropped = !gone.is_empty();
         for (room, id) in gone {
             self.links.remotes.remove(&id);
             self.forget_source(&room, id);
         }
-        self.links.recount();
-        let rooms: Vec<String> = self.links.spans.keys().cloned().collect();
+        if dropped {
+            self.links.recount();
+        }
+        let rooms: Vec<String> = self
+            .links
+            .spans
+            .iter()
+            .filter(|(_, s)| !s.partners.is_empty())
+            .map(|(room, _)| room.clone())
+            .collect();
         for room in &rooms {
             self.send_state(room);
         }
@@ -568,18 +580,15 @@ impl Sfu {
         for addr in &state.partners {
             added |= add_partner(span, *addr, me, now);
         }
-        if added {
-            // A new partner hears this room's state at once, rather than within a second.
-            span.dirty = true;
-        }
         let Some(partner) = span.partners.iter_mut().find(|p| p.addr == source) else {
             return;
         };
         partner.heard = now;
         let whole = partner.assemble(state);
         if added {
-            links.dirty = true;
             links.recount();
+            // A new partner hears this room's state at once, rather than within a second.
+            links.touch(&room);
         }
         let Some(participants) = whole else { return };
         let Some(partner) = links
